@@ -1,0 +1,280 @@
+"""NeuroDyn analog chip: constants, biases, words, mismatch and vector field (SPEC section 2).
+
+SI units throughout (V, s, A, S, F). State ``y = [V, m, h, n]``.
+
+    C_ND dV/dt = -I_Na - I_K - I_L + I_app
+    I(g, dV)   = 2 g (V_T / kappa_lin) tanh(kappa_lin dV / (2 V_T))
+    I_Na = I(gNa m^p h^q, V - ENa),  I_K = I(gK n^r, V - EK),  I_L = I(gL, V - EL)
+    dx/dt      = alpha(V) (1 - x) - beta(V) x
+    alpha      = I_alpha / (C_g V_T),   beta = I_beta / (C_g V_T)
+    I_rate(V)  = sum_j I_b,j / (1 + exp(s kappa (V_b,j - V) / V_T))
+    V_b,j      = V_ref + (j - 3) 2 (1.85 MOhm) I_voltage / 7,   j = 0..6
+
+Words to physical values (``dg``, ``dErev``, ``dIb``):
+
+    g   = dg (kappa_lin / V_T) (I_master / 1024)
+    E   = dE (I_voltage / 1024) R_rev + V_ref
+    I_b = dIb I_master / 1024
+
+A chip (:class:`NDChip`) holds the words, the chip-wide biases and its
+transistor mismatch; :func:`chip_params` turns it into the physical
+:class:`NDParams` the vector field reads. Mismatch enters where words become
+physical values, so new words keep the chip's mismatch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from ._hh import gate_derivative
+from ._math import logistic, safe_pow
+
+__all__ = [
+    "NDConstants",
+    "NDBiases",
+    "NDWords",
+    "Mismatch",
+    "NDChip",
+    "NDParams",
+    "nd_constants",
+    "nd_biases",
+    "nominal_mismatch",
+    "sample_mismatch",
+    "chip_params",
+    "sigmoid_centres",
+    "nd_rates",
+    "nd_currents",
+    "nd_vector_field",
+    "ND_EXPONENTS",
+    "RATE_SIGNS",
+    "DEFAULT_DG",
+    "DEFAULT_DEREV",
+    "DEFAULT_DIB",
+]
+
+#: Nominal gate powers (p, q, r).
+ND_EXPONENTS = (3.0, 1.0, 4.0)
+#: Sigmoid sign s per gate (m, h, n) and rate (alpha, beta): +1 rises with V.
+RATE_SIGNS = ((1.0, -1.0), (-1.0, 1.0), (1.0, -1.0))
+#: SPEC section 2 hand-tuned words (a working HH emulation).
+DEFAULT_DG = (1023, 307, 3)
+DEFAULT_DEREV = (829, -829, -545)
+DEFAULT_DIB = (
+    ((0, 1, 11, 23, 0, 0, 870), (190, 4, 6, 0, 0, 0, 0)),
+    ((3, 0, 0, 0, 0, 0, 0), (0, 0, 6, 3, 0, 0, 0)),
+    ((0, 0, 2, 2, 3, 0, 0), (15, 0, 0, 0, 0, 0, 0)),
+)
+#: Standard deviation of the gate-exponent jitter of a mismatched chip (p, q, r).
+EXPONENT_SIGMA = (0.2, 0.1, 0.2)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NDConstants:
+    """Physical constants of the chip (scalars, SI)."""
+
+    c_base: jax.Array  # membrane capacitance before capacitance_scaling, F (4 pF)
+    c_g: jax.Array  # gate capacitance, F (5 pF)
+    kappa: jax.Array  # subthreshold slope (0.7)
+    kappa_lin: jax.Array  # linearised-amplifier slope (0.2)
+    v_t: jax.Array  # thermal voltage, V (26 mV)
+    r_rev: jax.Array  # reversal resistor, Ohm (1.63 MOhm)
+    r_centre: jax.Array  # resistor setting the sigmoid spacing, Ohm (1.85 MOhm)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NDBiases:
+    """Chip-wide analog bias settings (scalars, SI)."""
+
+    v_ref: jax.Array  # V (0.9)
+    i_voltage: jax.Array  # A (150 nA)
+    i_master: jax.Array  # A (200 nA)
+    i_ref: jax.Array  # A (100 nA); no effect on the equations
+    capacitance_scaling: jax.Array  # multiplies C_ND (1)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NDWords:
+    """The programmable values of one neuron, as floats.
+
+    Digital chips: integer-valued words (or relaxed reals during a fit)
+    ``g`` = dg (3,) in 0..1023, ``e_rev`` = dErev (3,) in -1023..1023,
+    ``i_b`` = dIb (3, 2, 7) in 0..1023, indexed [gate m,h,n][alpha,beta][sigmoid].
+    Analog chips (``NDChip.digital=False``): ``g`` in S, ``e_rev`` = E - V_ref in V,
+    ``i_b`` in A.
+    """
+
+    g: jax.Array
+    e_rev: jax.Array
+    i_b: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    """Transistor mismatch of one chip: factors (ones when nominal) and exponent offsets."""
+
+    g: jax.Array  # (3,) factor on each maximal conductance
+    e_rev: jax.Array  # (3,) factor on each reversal offset E - V_ref
+    i_b: jax.Array  # (3, 2, 7) factor on each sigmoid weight
+    exponents: jax.Array  # (3,) added to the powers (3, 1, 4)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NDChip:
+    """One NeuroDyn neuron as programmed: words, biases, mismatch, constants.
+
+    ``digital`` (static) says whether ``words`` are DAC words or physical values.
+    """
+
+    words: NDWords
+    biases: NDBiases
+    mismatch: Mismatch
+    consts: NDConstants
+    digital: bool = dataclasses.field(default=True, metadata=dict(static=True))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NDParams:
+    """Physical parameters the vector field reads (SI)."""
+
+    g: jax.Array  # (3,) maximal conductances [Na, K, L], S
+    e_rev: jax.Array  # (3,) reversal potentials, V
+    i_b: jax.Array  # (3, 2, 7) sigmoid weights, A
+    v_b: jax.Array  # (7,) sigmoid centres, V
+    exponents: jax.Array  # (3,) gate powers p, q, r
+    c_m: jax.Array  # membrane capacitance, F
+    c_g: jax.Array
+    kappa: jax.Array
+    kappa_lin: jax.Array
+    v_t: jax.Array
+
+
+def nd_constants(
+    *,
+    c_base: float = 4e-12,
+    c_g: float = 5e-12,
+    kappa: float = 0.7,
+    kappa_lin: float = 0.2,
+    v_t: float = 0.026,
+    r_rev: float = 1.63e6,
+    r_centre: float = 1.85e6,
+) -> NDConstants:
+    """SPEC section 2 chip constants as arrays of the caller's default float dtype."""
+    vals = (c_base, c_g, kappa, kappa_lin, v_t, r_rev, r_centre)
+    return NDConstants(*(jnp.asarray(v, dtype=float) for v in vals))
+
+
+def nd_biases(
+    *,
+    v_ref: float = 0.9,
+    i_voltage: float = 150e-9,
+    i_master: float = 200e-9,
+    i_ref: float = 100e-9,
+    capacitance_scaling: float = 1.0,
+) -> NDBiases:
+    """Chip-wide bias settings (SPEC defaults) as arrays."""
+    vals = (v_ref, i_voltage, i_master, i_ref, capacitance_scaling)
+    return NDBiases(*(jnp.asarray(v, dtype=float) for v in vals))
+
+
+def nominal_mismatch() -> Mismatch:
+    """The mismatch of an ideal chip: unit factors, zero exponent offsets."""
+    return Mismatch(
+        g=jnp.ones(3), e_rev=jnp.ones(3), i_b=jnp.ones((3, 2, 7)), exponents=jnp.zeros(3)
+    )
+
+
+def sample_mismatch(
+    key: jax.Array,
+    sigma: ArrayLike = 0.15,
+    exponent_sigma: ArrayLike = EXPONENT_SIGMA,
+) -> Mismatch:
+    """Draw one chip's mismatch (SPEC section 2).
+
+    Every sigmoid weight, maximal conductance and reversal offset gets its own
+    factor ``1 + sigma N(0, 1)``; the gate powers become ``(3, 1, 4) +
+    exponent_sigma N(0, 1)`` (SPEC: 0.2, 0.1, 0.2, independent of ``sigma``).
+
+    Args:
+        key: a ``jax.random`` key; the same key gives the same chip.
+        sigma: relative spread of the currents.
+        exponent_sigma: (3,) spread of the exponents p, q, r.
+    """
+    k_g, k_e, k_b, k_x = jax.random.split(key, 4)
+    dtype = jnp.result_type(float)
+    return Mismatch(
+        g=1 + sigma * jax.random.normal(k_g, (3,), dtype),
+        e_rev=1 + sigma * jax.random.normal(k_e, (3,), dtype),
+        i_b=1 + sigma * jax.random.normal(k_b, (3, 2, 7), dtype),
+        exponents=jnp.asarray(exponent_sigma, dtype) * jax.random.normal(k_x, (3,), dtype),
+    )
+
+
+def sigmoid_centres(biases: NDBiases, consts: NDConstants) -> jax.Array:
+    """V_b,j = V_ref + (j - 3) 2 R I_voltage / 7, j = 0..6 (V), shape (7,)."""
+    j = jnp.arange(7, dtype=jnp.result_type(biases.v_ref))
+    return biases.v_ref + (j - 3) * 2 * consts.r_centre * biases.i_voltage / 7
+
+
+def chip_params(chip: NDChip) -> NDParams:
+    """Physical parameters of a chip: words through the DACs, times the mismatch.
+
+    Differentiable in the (relaxed) words, the biases and the mismatch.
+    """
+    w, b, mm, c = chip.words, chip.biases, chip.mismatch, chip.consts
+    if chip.digital:
+        g_unit = (c.kappa_lin / c.v_t) * (b.i_master / 1024)
+        e_unit = (b.i_voltage / 1024) * c.r_rev
+        i_unit = b.i_master / 1024
+    else:
+        g_unit = e_unit = i_unit = 1.0
+    return NDParams(
+        g=w.g * g_unit * mm.g,
+        e_rev=w.e_rev * e_unit * mm.e_rev + b.v_ref,
+        i_b=w.i_b * i_unit * mm.i_b,
+        v_b=sigmoid_centres(b, c),
+        exponents=jnp.asarray(ND_EXPONENTS, dtype=jnp.result_type(mm.exponents)) + mm.exponents,
+        c_m=c.c_base * b.capacitance_scaling,
+        c_g=c.c_g,
+        kappa=c.kappa,
+        kappa_lin=c.kappa_lin,
+        v_t=c.v_t,
+    )
+
+
+def nd_rates(v: jax.Array, params: NDParams) -> tuple[jax.Array, jax.Array]:
+    """alpha and beta (1/s) of m, h, n at voltage ``v`` (scalar): two arrays of shape (3,)."""
+    z = params.kappa * (params.v_b - v) / params.v_t  # (7,)
+    rising = params.i_b @ logistic(-z)  # s = +1: 1/(1 + exp(z)); shape (3, 2)
+    falling = params.i_b @ logistic(z)  # s = -1: 1/(1 + exp(-z))
+    signs = jnp.asarray(RATE_SIGNS, dtype=rising.dtype)
+    rates = jnp.where(signs > 0, rising, falling) / (params.c_g * params.v_t)
+    return rates[:, 0], rates[:, 1]
+
+
+def nd_currents(v: jax.Array, x: jax.Array, params: NDParams) -> jax.Array:
+    """Amplifier currents [I_Na, I_K, I_L] (A), shape (3,), at ``v`` and gates ``x = [m, h, n]``."""
+    p, q, r = params.exponents[0], params.exponents[1], params.exponents[2]
+    m, h, n = x[0], x[1], x[2]
+    open_frac = jnp.stack([safe_pow(m, p) * safe_pow(h, q), safe_pow(n, r), jnp.ones_like(m)])
+    half_lin = params.kappa_lin / (2 * params.v_t)
+    return params.g * open_frac * jnp.tanh(half_lin * (v - params.e_rev)) / half_lin
+
+
+def nd_vector_field(t: jax.Array, y: jax.Array, args) -> jax.Array:
+    """d[V, m, h, n]/dt for ``args = (params: NDParams, stim)``; ``stim(t)`` is I_app in A."""
+    params, stim = args
+    v, x = y[0], y[1:]
+    alpha, beta = nd_rates(v, params)
+    i_ion = jnp.sum(nd_currents(v, x, params))
+    dv = (stim(t) - i_ion) / params.c_m
+    return jnp.concatenate([dv[None], gate_derivative(x, alpha, beta)])
