@@ -1,5 +1,8 @@
 """ndjax: differentiable Hodgkin-Huxley and NeuroDyn neurons in JAX."""
 
+from ._analysis import count_spikes as count_spikes
+from ._analysis import spike_mask as spike_mask
+from ._analysis import spike_times as spike_times
 from ._hh import GateKinetics as GateKinetics
 from ._hh import HHParams as HHParams
 from ._hh import hh_currents as hh_currents
@@ -15,6 +18,7 @@ from ._neurodyn import NDParams as NDParams
 from ._neurodyn import NDWords as NDWords
 from ._neurodyn import chip_params as chip_params
 from ._neurodyn import nd_biases as nd_biases
+from ._neurodyn import nd_chip as nd_chip
 from ._neurodyn import nd_constants as nd_constants
 from ._neurodyn import nd_currents as nd_currents
 from ._neurodyn import nd_rates as nd_rates

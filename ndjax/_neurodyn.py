@@ -42,6 +42,7 @@ __all__ = [
     "NDParams",
     "nd_constants",
     "nd_biases",
+    "nd_chip",
     "nominal_mismatch",
     "sample_mismatch",
     "chip_params",
@@ -278,3 +279,66 @@ def nd_vector_field(t: jax.Array, y: jax.Array, args) -> jax.Array:
     i_ion = jnp.sum(nd_currents(v, x, params))
     dv = (stim(t) - i_ion) / params.c_m
     return jnp.concatenate([dv[None], gate_derivative(x, alpha, beta)])
+
+
+def _positive_scalar(name: str, value, lo: float = 0.0, hi: float = float("inf")) -> float:
+    import numpy as np
+
+    arr = np.asarray(value, dtype=float)
+    if arr.shape != () or not np.isfinite(arr) or not lo < arr <= hi:
+        rng = f"({lo}, {hi}]" if hi != float("inf") else f"> {lo}"
+        raise ValueError(f"{name} must be a finite scalar {rng}, got {value!r}")
+    return float(arr)
+
+
+def nd_chip(
+    dg=DEFAULT_DG,
+    de_rev=DEFAULT_DEREV,
+    dib=DEFAULT_DIB,
+    *,
+    v_ref: float = 0.9,
+    i_voltage: float = 150e-9,
+    i_master: float = 200e-9,
+    i_ref: float = 100e-9,
+    capacitance_scaling: float = 1.0,
+    digital: bool = True,
+    mismatch: Mismatch | None = None,
+    consts: NDConstants | None = None,
+) -> NDChip:
+    """Build a validated :class:`NDChip` (the checked entry point of the core).
+
+    Args:
+        dg: (3,) conductance words [Na, K, L], integers in 0..1023.
+        de_rev: (3,) reversal words [Na, K, L], integers in -1023..1023.
+        dib: (3, 2, 7) sigmoid-weight words [gate m,h,n][alpha,beta][j], 0..1023.
+        v_ref, i_voltage, i_master, i_ref, capacitance_scaling: biases (SI).
+        digital: False to pass physical values (g in S, E - V_ref in V, I_b in A).
+        mismatch: the chip's mismatch (default: nominal).
+        consts: chip constants (default: SPEC).
+
+    Raises:
+        ValueError: a word of the wrong shape, non-integer, out of range or
+            non-finite; a bias that is not finite or out of its range.
+    """
+    from ._quantize import check_words
+
+    words = NDWords(
+        g=jnp.asarray(check_words("dg", dg, digital)),
+        e_rev=jnp.asarray(check_words("dErev", de_rev, digital)),
+        i_b=jnp.asarray(check_words("dIb", dib, digital)),
+    )
+    # V_ref lies within the chip's 0..1.8 V supply; currents are positive
+    biases = nd_biases(
+        v_ref=_positive_scalar("V_ref", v_ref, lo=-1e-300, hi=1.8),
+        i_voltage=_positive_scalar("I_voltage", i_voltage),
+        i_master=_positive_scalar("I_master", i_master),
+        i_ref=_positive_scalar("I_ref", i_ref),
+        capacitance_scaling=_positive_scalar("capacitance_scaling", capacitance_scaling),
+    )
+    return NDChip(
+        words=words,
+        biases=biases,
+        mismatch=nominal_mismatch() if mismatch is None else mismatch,
+        consts=nd_constants() if consts is None else consts,
+        digital=bool(digital),
+    )
