@@ -44,5 +44,7 @@ from ._stimulus import constant as constant
 from ._stimulus import pulses as pulses
 from ._stimulus import sampled as sampled
 from ._stimulus import step as step
+from .compat import HHModel as HHModel
+from .compat import NeuroDynModel as NeuroDynModel
 
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from ._hh import HHParams, gate_derivative, hh_currents, hh_rates, hh_vector_field
-from ._neurodyn import NDParams, nd_currents, nd_rates, nd_vector_field
+from ._neurodyn import nd_currents, nd_rates, nd_vector_field
 from ._stimulus import Stimulus, as_stimulus
 
 __all__ = [
@@ -143,6 +143,12 @@ def _solve(
     adjoint,
 ):
     jump_ts = getattr(stim, "jump_ts", None)
+    if dt0 is None:
+        # diffrax's own initial-step heuristic falls back to an absolute 1e-6 (time
+        # units) from a zero state, which is a huge first step in seconds (SI models)
+        # and can stall the controller on non-finite trial steps; a fraction of the
+        # span is unit-free, and the controller grows it tenfold per step.
+        dt0 = (t1 - t0) * 1e-6
     saveat = dfx.SaveAt(ts=ts, dense=dense, fn=save_fn) if save_fn else dfx.SaveAt(ts=ts, dense=dense)
     sol = dfx.diffeqsolve(
         dfx.ODETerm(vector_field),
@@ -266,7 +272,7 @@ def simulate(
         t0, t1: integration span (``t0 < t1``).
         solver: a diffrax solver (default Tsit5).
         rtol, atol: tolerances of the PID step-size controller.
-        dt0: initial step (``None``: chosen automatically).
+        dt0: initial step (``None``: 1e-6 of the span; the controller adapts it).
         max_steps: step budget; exhausting it gives ``ok=False`` and
             ``max_steps_reached=True``, never silently truncated data.
         pcoeff, icoeff: PID coefficients.
@@ -313,7 +319,7 @@ def simulate(
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _clamp_field(rates: Callable) -> Callable:
     """Gate-only vector field for a model's rates (cached: one object per model)."""
 

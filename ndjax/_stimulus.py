@@ -186,8 +186,24 @@ def sampled(ts: ArrayLike, values: ArrayLike) -> Sampled:
     return Sampled(jnp.asarray(ts_np), jnp.asarray(values_np))
 
 
+def _ignores_t(fn: Callable) -> bool:
+    """True when ``fn(t)``'s output provably does not depend on ``t`` (from its jaxpr)."""
+    from jax.extend.core import Literal
+
+    closed = jax.make_jaxpr(fn)(jnp.zeros((), jnp.result_type(float)))
+    depends = set(closed.jaxpr.invars)
+    for eqn in closed.jaxpr.eqns:
+        if any(not isinstance(v, Literal) and v in depends for v in eqn.invars):
+            depends.update(eqn.outvars)
+    out = closed.jaxpr.outvars[0]
+    return isinstance(out, Literal) or out not in depends
+
+
 def as_stimulus(value, name: str = "Iapp", t0: float = 0.0) -> Stimulus:
     """Turn a number, a :class:`Stimulus` or a callable of ``t`` into a stimulus.
+
+    A callable whose result does not depend on ``t`` (``lambda t: I0``) becomes
+    a :class:`Constant`, so it neither recompiles nor loses its gradient.
 
     Raises:
         TypeError: ``value`` is none of these.
@@ -214,6 +230,9 @@ def as_stimulus(value, name: str = "Iapp", t0: float = 0.0) -> Stimulus:
         probe = np.asarray(value(float(t0)))
         if not np.all(np.isfinite(probe)):
             raise ValueError(f"{name}(t) returned a non-finite value at t={t0}: {probe}")
+        if _ignores_t(value):
+            # e.g. the guide's `lambda t: I0`: a Constant leaf, so no recompilation per lambda
+            return Constant(jnp.asarray(probe, dtype=float))
         return Function(value)
     raise TypeError(
         f"{name} must be a number, an ndjax stimulus or a callable of t, got {type(value).__name__}"

@@ -1,0 +1,28 @@
+"""Shared test utilities."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+
+def tree_allclose(a, b, rtol=1e-12, atol=0.0) -> bool:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    if len(la) != len(lb) or jax.tree.structure(a) != jax.tree.structure(b):
+        return False
+    return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol) for x, y in zip(la, lb, strict=True))
+
+
+def central_difference(f, x, i, h):
+    """(f(x + h e_i) - f(x - h e_i)) / 2h for a flat float array x."""
+    x = np.asarray(x, dtype=float)
+    e = np.zeros_like(x)
+    e.flat[i] = h
+    return (float(f(x + e)) - float(f(x - e))) / (2 * h)
+
+
+def crossings(ts, v, level):
+    """Upward crossings of ``level`` by linear interpolation (plain NumPy)."""
+    ts, v = np.asarray(ts), np.asarray(v)
+    i = np.flatnonzero((v[:-1] < level) & (v[1:] >= level))
+    return ts[i] + (level - v[i]) / (v[i + 1] - v[i]) * (ts[i + 1] - ts[i])
