@@ -48,9 +48,7 @@ def count_spikes(v: ArrayLike, threshold: ArrayLike, hysteresis: ArrayLike = 0.0
     return jnp.sum(spike_mask(v, threshold, hysteresis))
 
 
-def spike_times(
-    ts: ArrayLike, v: ArrayLike, threshold: float, hysteresis: float = 0.0
-) -> np.ndarray:
+def spike_times(ts: ArrayLike, v: ArrayLike, threshold: float, hysteresis: float = 0.0) -> np.ndarray:
     """Host-side (NumPy): spike times, each linearly interpolated between the
     two samples around its threshold crossing."""
     ts, v = np.asarray(ts, dtype=float), np.asarray(v, dtype=float)

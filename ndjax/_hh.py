@@ -123,8 +123,8 @@ def hh_params(
     activation alpha prefactor x1e6; time is then in seconds.
 
     Conversion happens at call time, so the dtype follows the caller's x64
-    setting. No validation here: see :func:`ndjax.validate_hh_args` for the
-    checked entry point used by the public API.
+    setting. No validation here (it is traceable); the checked entry points
+    are :class:`ndjax.HHModel` and the ``ndjax run`` config.
     """
     gates = hh_gate_kinetics() if gates is None else gates
     act = jnp.asarray([1.0, 0.0, 1.0])  # activation alpha prefactors scale differently

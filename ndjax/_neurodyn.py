@@ -189,9 +189,7 @@ def nd_biases(
 
 def nominal_mismatch() -> Mismatch:
     """The mismatch of an ideal chip: unit factors, zero exponent offsets."""
-    return Mismatch(
-        g=jnp.ones(3), e_rev=jnp.ones(3), i_b=jnp.ones((3, 2, 7)), exponents=jnp.zeros(3)
-    )
+    return Mismatch(g=jnp.ones(3), e_rev=jnp.ones(3), i_b=jnp.ones((3, 2, 7)), exponents=jnp.zeros(3))
 
 
 def sample_mismatch(

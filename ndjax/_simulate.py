@@ -72,9 +72,11 @@ class Trace(NamedTuple):
     Attributes:
         ts: (T,) save times.
         ys: (T, 4) states ``[V, m, h, n]`` at ``ts`` (or whatever ``save_fn`` returns).
+            After a failed solve, save points it never reached hold ``inf``
+            (in ``ts`` too).
         ok: () True when the solve reached ``t1`` with finite values.
         max_steps_reached: () True when the solve stopped at ``max_steps``.
-        n_steps: () accepted steps taken.
+        n_steps: () accepted steps taken (rejected steps also count towards ``max_steps``).
         interpolation: dense interpolation (``dense=True`` only), ``.evaluate(t)``.
     """
 
@@ -387,9 +389,7 @@ def vclamp(
     )
     vs = jax.vmap(v_stim)(trace.ts)
     currents = jax.vmap(model.currents, in_axes=(0, 0, None))(vs, trace.ys, params)
-    return ClampTrace(
-        trace.ts, vs, trace.ys, currents, trace.ok, trace.max_steps_reached, trace.n_steps
-    )
+    return ClampTrace(trace.ts, vs, trace.ys, currents, trace.ok, trace.max_steps_reached, trace.n_steps)
 
 
 def check_trace(trace: Trace | ClampTrace, max_steps: int | None = None) -> None:

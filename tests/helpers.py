@@ -10,7 +10,9 @@ def tree_allclose(a, b, rtol=1e-12, atol=0.0) -> bool:
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     if len(la) != len(lb) or jax.tree.structure(a) != jax.tree.structure(b):
         return False
-    return all(np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol) for x, y in zip(la, lb, strict=True))
+    return all(
+        np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol) for x, y in zip(la, lb, strict=True)
+    )
 
 
 def central_difference(f, x, i, h):

@@ -90,8 +90,10 @@ def nd_rhs_ref(t, y, p, iapp):
     v, m, h, n = y
     pw = lambda x, e: max(x, 0.0) ** e  # noqa: E731
     cond = [p["g"][0] * pw(m, p["x"][0]) * pw(h, p["x"][1]), p["g"][1] * pw(n, p["x"][2]), p["g"][2]]
-    i_ion = sum(2 * c * (V_T / KAPPA_LIN) * math.tanh(KAPPA_LIN * (v - e) / (2 * V_T)) for c, e in zip(
-        cond, p["e"], strict=True))
+    i_ion = sum(
+        2 * c * (V_T / KAPPA_LIN) * math.tanh(KAPPA_LIN * (v - e) / (2 * V_T))
+        for c, e in zip(cond, p["e"], strict=True)
+    )
     rates = nd_rates_ref(v, p)
     dx = [rates[i][0] * (1 - x) - rates[i][1] * x for i, x in enumerate((m, h, n))]
     return np.array([(iapp(t) - i_ion) / p["c"], *dx])
@@ -100,8 +102,15 @@ def nd_rhs_ref(t, y, p, iapp):
 def solve_reference(rhs, p, iapp, y0, ts, rtol=1e-11, atol=1e-12, max_step=np.inf):
     """Tight DOP853 solution at ``ts`` (scipy)."""
     sol = solve_ivp(
-        rhs, (ts[0], ts[-1]), y0, method="DOP853", t_eval=ts, rtol=rtol, atol=atol,
-        args=(p, iapp), max_step=max_step,
-    )  # fmt: skip
+        rhs,
+        (ts[0], ts[-1]),
+        y0,
+        method="DOP853",
+        t_eval=ts,
+        rtol=rtol,
+        atol=atol,
+        args=(p, iapp),
+        max_step=max_step,
+    )
     assert sol.success, sol.message
     return sol.y.T

@@ -19,15 +19,21 @@ def test_exprel_exact_at_zero_and_smooth():
     assert float(jax.grad(exprel)(0.0)) == 0.5
     for x in (1e-7, 9.99e-7, 1.01e-6, 1e-3, -1e-3, 2.0, -30.0):
         np.testing.assert_allclose(float(exprel(x)), np.expm1(x) / x, rtol=1e-14)
-        np.testing.assert_allclose(float(jax.grad(exprel)(x)), (np.exp(x) * x - np.expm1(x)) / x**2, rtol=1e-7)
+        np.testing.assert_allclose(
+            float(jax.grad(exprel)(x)), (np.exp(x) * x - np.expm1(x)) / x**2, rtol=1e-7
+        )
 
 
 def _random_hh(rng):
     kw = dict(
-        gna=120 * rng.uniform(0.5, 1.5), gk=36 * rng.uniform(0.5, 1.5), gl=0.3 * rng.uniform(0.5, 1.5),
-        ena=120 + rng.normal(0, 5), ek=-12 + rng.normal(0, 2), el=10.6 + rng.normal(0, 2),
+        gna=120 * rng.uniform(0.5, 1.5),
+        gk=36 * rng.uniform(0.5, 1.5),
+        gl=0.3 * rng.uniform(0.5, 1.5),
+        ena=120 + rng.normal(0, 5),
+        ek=-12 + rng.normal(0, 2),
+        el=10.6 + rng.normal(0, 2),
         c=rng.uniform(0.5, 2.0),
-    )  # fmt: skip
+    )
     sv, stt = rng.uniform(0.5, 4.0), rng.uniform(0.3, 3.0)
     return kw, sv, stt
 

@@ -13,11 +13,20 @@ from ndjax._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB
 
 
 def test_word_conversions_exact():
-    chip = nd.nd_chip([1023, 512, 1], [1023, -1023, 0], np.full((3, 2, 7), 7), i_voltage=200e-9, i_master=150e-9,
-                      v_ref=0.8, capacitance_scaling=0.5)  # fmt: skip
+    chip = nd.nd_chip(
+        [1023, 512, 1],
+        [1023, -1023, 0],
+        np.full((3, 2, 7), 7),
+        i_voltage=200e-9,
+        i_master=150e-9,
+        v_ref=0.8,
+        capacitance_scaling=0.5,
+    )
     p = nd.chip_params(chip)
     np.testing.assert_allclose(p.g, np.array([1023, 512, 1]) * (0.2 / 0.026) * (150e-9 / 1024), rtol=1e-15)
-    np.testing.assert_allclose(p.e_rev, np.array([1023, -1023, 0]) * (200e-9 / 1024) * 1.63e6 + 0.8, rtol=1e-15)
+    np.testing.assert_allclose(
+        p.e_rev, np.array([1023, -1023, 0]) * (200e-9 / 1024) * 1.63e6 + 0.8, rtol=1e-15
+    )
     np.testing.assert_allclose(p.i_b, np.full((3, 2, 7), 7 * 150e-9 / 1024), rtol=1e-15)
     assert float(p.c_m) == pytest.approx(2e-12, rel=1e-15)
     np.testing.assert_array_equal(np.asarray(p.exponents), [3.0, 1.0, 4.0])
@@ -42,8 +51,12 @@ def test_analog_values_equal_the_digital_chip():
 
 
 def _random_mismatch(rng):
-    return {"g": rng.uniform(0.7, 1.3, 3), "e": rng.uniform(0.7, 1.3, 3), "ib": rng.uniform(0.7, 1.3, (3, 2, 7)),
-            "x": rng.normal(0, 0.2, 3)}  # fmt: skip
+    return {
+        "g": rng.uniform(0.7, 1.3, 3),
+        "e": rng.uniform(0.7, 1.3, 3),
+        "ib": rng.uniform(0.7, 1.3, (3, 2, 7)),
+        "x": rng.normal(0, 0.2, 3),
+    }
 
 
 def test_vector_field_matches_independent_numpy():
@@ -51,13 +64,20 @@ def test_vector_field_matches_independent_numpy():
     for _ in range(40):
         dg, de = rng.integers(0, 1024, 3), rng.integers(-1023, 1024, 3)
         dib = rng.integers(0, 1024, (3, 2, 7))
-        bias = dict(v_ref=rng.uniform(0.5, 1.3), i_voltage=rng.uniform(50e-9, 400e-9),
-                    i_master=rng.uniform(50e-9, 400e-9), capacitance_scaling=rng.uniform(0.1, 2))  # fmt: skip
+        bias = dict(
+            v_ref=rng.uniform(0.5, 1.3),
+            i_voltage=rng.uniform(50e-9, 400e-9),
+            i_master=rng.uniform(50e-9, 400e-9),
+            capacitance_scaling=rng.uniform(0.1, 2),
+        )
         mm = _random_mismatch(rng)
-        mismatch = nd.Mismatch(jnp.asarray(mm["g"]), jnp.asarray(mm["e"]), jnp.asarray(mm["ib"]), jnp.asarray(mm["x"]))
+        mismatch = nd.Mismatch(
+            jnp.asarray(mm["g"]), jnp.asarray(mm["e"]), jnp.asarray(mm["ib"]), jnp.asarray(mm["x"])
+        )
         chip = nd.nd_chip(dg, de, dib, **bias, mismatch=mismatch)
-        ref = nd_reference_params(dg, de, dib, bias["v_ref"], bias["i_voltage"], bias["i_master"],
-                                  bias["capacitance_scaling"], mm)  # fmt: skip
+        ref = nd_reference_params(
+            dg, de, dib, bias["v_ref"], bias["i_voltage"], bias["i_master"], bias["capacitance_scaling"], mm
+        )
         y = np.array([bias["v_ref"] + rng.uniform(-0.4, 0.4), *rng.uniform(0, 1, 3)])
         iapp = rng.uniform(-1e-9, 1e-9)
         got = np.asarray(nd.nd_vector_field(0.0, jnp.asarray(y), (nd.chip_params(chip), nd.constant(iapp))))
@@ -104,7 +124,9 @@ def test_mismatch_same_key_same_chip_and_statistics():
 def test_new_words_keep_the_mismatch():
     mm = nd.sample_mismatch(jax.random.key(3))
     chip = nd.nd_chip(mismatch=mm)
-    new = dataclasses.replace(chip, words=dataclasses.replace(chip.words, g=jnp.asarray([1000.0, 300.0, 5.0])))
+    new = dataclasses.replace(
+        chip, words=dataclasses.replace(chip.words, g=jnp.asarray([1000.0, 300.0, 5.0]))
+    )
     p = nd.chip_params(new)
     ref = nd.chip_params(nd.nd_chip(dg=[1000, 300, 5]))
     np.testing.assert_allclose(p.g, ref.g * mm.g, rtol=1e-15)

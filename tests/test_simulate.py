@@ -29,12 +29,16 @@ def test_step_and_pulses_against_scipy():
     ts = np.linspace(0.0, 30.0, 3001)
     for stim, f in [
         (nd.step(10.0, 5.0, 20.0), lambda t: 10.0 if 5.0 <= t < 20.0 else 0.0),
-        (nd.pulses(15.0, 2.0, 1.0, 8.0, 3), lambda t: 15.0 if (t >= 2 and (t - 2) % 8 < 1 and t < 26) else 0.0),
+        (
+            nd.pulses(15.0, 2.0, 1.0, 8.0, 3),
+            lambda t: 15.0 if (t >= 2 and (t - 2) % 8 < 1 and t < 26) else 0.0,
+        ),
     ]:
         tr = nd.simulate(nd.HH, nd.hh_params(), stim, jnp.zeros(4), ts, rtol=1e-9, atol=1e-9)
         assert bool(tr.ok)
-        ref = solve_reference(hh_rhs_ref, hh_reference_params(), f, np.zeros(4), ts, rtol=1e-10, atol=1e-10,
-                              max_step=0.01)  # fmt: skip
+        ref = solve_reference(
+            hh_rhs_ref, hh_reference_params(), f, np.zeros(4), ts, rtol=1e-10, atol=1e-10, max_step=0.01
+        )
         np.testing.assert_allclose(np.asarray(tr.ys[:, 0]), ref[:, 0], atol=2e-3)
         assert len(crossings(ts, ref[:, 0], 60.0)) >= 1
 
@@ -63,7 +67,9 @@ def test_vmap_over_64_keys_equals_loop():
     keys = jax.random.split(jax.random.key(42), 64)
 
     def run(key):
-        return nd.simulate(nd.NEURODYN, nd.chip_params(_mismatched_chip(key)), 0.0, Y0_ND, TS_ND, save_fn=_save_v)
+        return nd.simulate(
+            nd.NEURODYN, nd.chip_params(_mismatched_chip(key)), 0.0, Y0_ND, TS_ND, save_fn=_save_v
+        )
 
     batched = jax.jit(jax.vmap(run))(keys)
     assert batched.ys.shape == (64, TS_ND.shape[0])
@@ -86,7 +92,11 @@ def test_vmap_over_params_inputs_and_initial_states():
     gks = jnp.asarray([30.0, 36.0, 42.0])
     currents = jnp.asarray([0.0, 5.0, 12.0])
     y0s = jnp.asarray([[0.0, 0.05, 0.6, 0.3], [5.0, 0.1, 0.5, 0.35], [-5.0, 0.0, 0.7, 0.3]])
-    params = jax.vmap(lambda g: dataclasses.replace(nd.hh_params(), g=jnp.asarray([120.0, 1.0, 0.3]) * jnp.asarray([1.0, g, 1.0])))(gks)
+    params = jax.vmap(
+        lambda g: dataclasses.replace(
+            nd.hh_params(), g=jnp.asarray([120.0, 1.0, 0.3]) * jnp.asarray([1.0, g, 1.0])
+        )
+    )(gks)
     batched = jax.vmap(run)(params, currents, y0s)
     for i in range(3):
         p = jax.tree.map(lambda leaf, i=i: leaf[i], params)
@@ -97,6 +107,7 @@ def test_vmap_over_params_inputs_and_initial_states():
 
 
 # ---- gradients -------------------------------------------------------------------------------
+
 
 def test_grad_hh_conductances_matches_finite_differences():
     ts = jnp.linspace(0.0, 10.0, 201)
@@ -165,7 +176,9 @@ def test_vclamp_replaying_a_trace_reproduces_its_gates():
     """Clamping V to a recorded HH trace gives back that trace's gates."""
     ts = jnp.linspace(0.0, 10.0, 4001)
     tr = nd.simulate(nd.HH, nd.hh_params(), 10.0, jnp.zeros(4), ts, rtol=1e-10, atol=1e-10)
-    clamp = nd.vclamp(nd.HH, nd.hh_params(), nd.sampled(ts, tr.ys[:, 0]), jnp.zeros(3), ts, rtol=1e-10, atol=1e-10)
+    clamp = nd.vclamp(
+        nd.HH, nd.hh_params(), nd.sampled(ts, tr.ys[:, 0]), jnp.zeros(3), ts, rtol=1e-10, atol=1e-10
+    )
     np.testing.assert_allclose(np.asarray(clamp.gates), np.asarray(tr.ys[:, 1:]), atol=2e-3)
 
 
@@ -200,10 +213,13 @@ def test_non_finite_blow_up_is_reported():
         (dict(stim=lambda t: jnp.ones(2)), ValueError, "must return a scalar"),
         (dict(stim=float("nan")), ValueError, "finite"),
         (dict(max_steps=0), ValueError, "max_steps"),
-        (dict(params=dataclasses.replace(nd.hh_params(), g=jnp.asarray([120.0, np.nan, 0.3]))), ValueError,
-         r"parameter \.g is not finite"),
+        (
+            dict(params=dataclasses.replace(nd.hh_params(), g=jnp.asarray([120.0, np.nan, 0.3]))),
+            ValueError,
+            r"parameter \.g is not finite",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_raises_naming_the_argument(kwargs, exc, match):
     args = dict(params=nd.hh_params(), stim=10.0, y0=np.zeros(4), ts=np.linspace(0, 1, 11))
     args.update(kwargs)

@@ -481,6 +481,5 @@ class NeuroDynModel(_Base):
     def __repr__(self):
         kind = "digital" if self.digital_values else "analog"
         return (
-            f"NeuroDynModel({kind}, V_ref={self.V_ref}, I_voltage={self.I_voltage}, "
-            f"I_master={self.I_master})"
+            f"NeuroDynModel({kind}, V_ref={self.V_ref}, I_voltage={self.I_voltage}, I_master={self.I_master})"
         )

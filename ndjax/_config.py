@@ -1,0 +1,945 @@
+"""Experiment configuration files: TOML schema, validation, defaults, writing.
+
+An experiment is one TOML file run by ``ndjax run CONFIG.toml``. Its top-level
+``kind`` selects the experiment and with it the schema. Every key is checked
+before anything runs: unknown keys (with the closest valid key suggested),
+wrong types (``"10"`` or ``true`` where a number goes, ``5.0`` where an integer
+goes), out-of-range values, wrong array shapes and inconsistent spans all end
+in one :class:`ConfigError` that lists every problem by its dotted key path
+(``models[1].input.amplitude``). Missing keys get their documented defaults,
+so the validated config is complete and can be written back
+(:func:`dump_toml`) and re-read to the same value.
+
+``kind = "simulate"``: simulate one or more neurons and plot their traces::
+
+    kind = "simulate"
+    name = "quickstart"          # default: the file's stem
+    description = ""
+    seed = 0                     # 0 .. 2**32-1; default seed of every random draw
+
+    [solver]                     # shared by all models
+    name = "tsit5"               # "tsit5" | "dopri5" | "dopri8" | "bosh3"
+    rtol = 1e-6                  # > 0
+    atol = 1e-9                  # > 0
+    dt0 = "auto"                 # first step (model time unit) > 0, or "auto"
+    max_steps = 100000           # step budget of one solve
+    n_save = 2001                # save points, evenly spaced over [t0, t1]
+
+    [plot]
+    layout = "stacked"           # "stacked": one figure, a panel per model; "separate": a figure each
+    dpi = 120
+    show_spikes = true           # draw the threshold and mark detected spikes
+
+    [[models]]                   # one table per neuron, in order
+    type = "hh"                  # "hh" | "neurodyn"
+    label = "HH default"         # default: "<type>-<index>"
+    t0 = 0.0                     # span, in the model's time unit (HH: ms, or s with si_units; ND: s)
+    t1 = 100.0                   # required, > t0
+    x0 = [0.0, 0.0, 0.0, 0.0]    # [V, m, h, n]; default HH zeros, ND [0.7, 0, 0, 0]
+
+    [models.params]              # hh: gna gk gl ena ek el c scl_v scl_t si_units (SPEC 1, classic units,
+                                 #     scaled and converted by ndjax.hh_params)
+                                 # neurodyn: dg (3,) dErev (3,) dIb (3, 2, 7) words, v_ref i_voltage
+                                 #     i_master i_ref capacitance_scaling digital (SPEC 2, ndjax.nd_chip)
+    [models.input]               # applied current, in the model's current unit (HH: uA/cm^2, or A/cm^2
+                                 # with si_units; ND: A); times in the model's time unit
+    type = "constant"            # "constant": amplitude
+                                 # "step": amplitude, t_on, t_off (default inf), baseline
+                                 # "pulses": amplitude, t_start, width, period, n_pulses, baseline
+    amplitude = 10.0
+
+    [models.spikes]              # upward crossings of threshold, re-armed below threshold - hysteresis
+    threshold = 60.0             # default HH: 60 mV x scl_v (V with si_units); ND: v_ref
+    hysteresis = 10.0            # default HH: 10 mV x scl_v; ND: 0.05 V
+
+    [models.mismatch]            # neurodyn only, optional (absent: a nominal chip)
+    sigma = 0.15                 # ndjax.sample_mismatch(jax.random.key(seed), sigma, exponent_sigma)
+    exponent_sigma = [0.2, 0.1, 0.2]
+    seed = 0                     # default: the top-level seed
+
+The schema is declarative: a :class:`Table` maps each key to a :class:`Key`
+(type, default, range or choices, doc), a nested :class:`Table`, an array of
+tables (:class:`Tables`) or a tagged :class:`Union` (the table's own ``type``
+picks its schema). Defaults that depend on other values are :class:`Derived`;
+cross-key rules are a table's ``checks``. A new experiment kind adds its
+schema with :func:`register_kind`, reusing the building blocks here
+(``SOLVER``, ``MODEL``, ``COMMON``, ...) without touching the validator.
+
+Host-side code: plain Python values, no JAX arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB, EXPONENT_SIGMA
+from ._quantize import WORD_RANGES
+
+__all__ = [
+    "ConfigError",
+    "Key",
+    "Derived",
+    "Table",
+    "Tables",
+    "Union",
+    "Scope",
+    "REQUIRED",
+    "KINDS",
+    "ROOT",
+    "COMMON",
+    "SOLVER",
+    "SOLVER_NAMES",
+    "PLOT",
+    "INPUT",
+    "HH_MODEL",
+    "ND_MODEL",
+    "MODEL",
+    "register_kind",
+    "validate_config",
+    "parse_config",
+    "load_config",
+    "dump_toml",
+    "time_unit",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid experiment config: every problem found, each with its key path.
+
+    Attributes:
+        errors: list of ``(path, message)``, e.g. ``("models[1].input.amplitude",
+            "expected a number, got string 'ten'")``.
+        source: the file, when the config came from one.
+    """
+
+    def __init__(self, errors: list[tuple[str, str]], source: str | Path | None = None):
+        self.errors = list(errors)
+        self.source = source
+        where = f" {source}" if source is not None else ""
+        n = len(self.errors)
+        lines = [f"invalid config{where}: {n} error{'s' if n != 1 else ''}"]
+        lines += [f"  {path or '<top level>'}: {msg}" for path, msg in self.errors]
+        super().__init__("\n".join(lines))
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: Default of a key that must be given.
+REQUIRED: Any = _Required()
+
+
+class Scope(NamedTuple):
+    """What a :class:`Derived` default or a table check can see.
+
+    Attributes:
+        parents: the enclosing validated tables, outermost (the whole config) first;
+            ``parents[-1]`` holds the table being filled, as filled so far.
+        index: position in the nearest enclosing array of tables (``None``: none).
+        source: the config file, if any.
+    """
+
+    parents: tuple[dict, ...]
+    index: int | None
+    source: Path | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Derived:
+    """A default computed from values validated before it (schema order).
+
+    ``fn(scope)`` gets the :class:`Scope`; ``doc`` says what the default is.
+    """
+
+    fn: Callable[[Scope], Any]
+    doc: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One value.
+
+    Attributes:
+        type: ``"float"`` (an int is accepted and stored as float; never a bool),
+            ``"int"`` (an integer, not a bool or a float), ``"bool"``, ``"str"``,
+            or ``"array"`` (nested TOML arrays of numbers of shape ``shape``).
+        default: a value, :data:`REQUIRED`, ``None`` (may be absent and stays
+            absent), or a :class:`Derived`.
+        doc: one line: meaning and unit.
+        choices: allowed values (strings).
+        gt, ge, lt, le: bounds on a number or on every array entry.
+        shape: array shape.
+        elem: array entries: ``"float"`` (stored as float), ``"int"``, or
+            ``"number"`` (ints stay ints, floats stay floats).
+        literals: strings accepted besides the type (``"auto"``).
+        finite: reject inf (NaN is always rejected).
+    """
+
+    type: str
+    default: Any = REQUIRED
+    doc: str = ""
+    choices: tuple[str, ...] | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    shape: tuple[int, ...] | None = None
+    elem: str = "float"
+    literals: tuple[str, ...] = ()
+    finite: bool = True
+
+
+CheckFn = Callable[[dict, Scope], Iterable[tuple[str, str]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A TOML table: its keys, in the order they are validated and written.
+
+    Attributes:
+        fields: key -> :class:`Key` | :class:`Table` | :class:`Tables` | :class:`Union`.
+        doc: what the table is.
+        optional: absent -> left out (instead of filled with defaults).
+        checks: cross-key rules ``check(values, scope) -> [(key, message), ...]``
+            (``key`` relative to the table). ``values`` holds only the keys that
+            validated; a check that needs an invalid one (a ``KeyError``) stops there.
+    """
+
+    fields: Mapping[str, Any]
+    doc: str = ""
+    optional: bool = False
+    checks: tuple[CheckFn, ...] = ()
+
+    def extend(self, *, checks: tuple[CheckFn, ...] = (), **fields) -> Table:
+        """A copy with ``fields`` added (or replaced) and ``checks`` appended."""
+        return dataclasses.replace(self, fields={**self.fields, **fields}, checks=self.checks + checks)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tables:
+    """An array of tables (``[[models]]``), each validated against ``item``."""
+
+    item: Any  # Table | Union
+    doc: str = ""
+    min_items: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Union:
+    """A table whose key ``tag`` selects its schema among ``variants``.
+
+    ``variants`` may be a live dict (``KINDS``), so registering a variant later
+    extends the union. ``default`` is the tag used when the key is absent
+    (``None``: the tag is required).
+    """
+
+    tag: str
+    variants: Mapping[str, Table]
+    default: str | None = None
+    doc: str = ""
+    optional: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------
+# The validator
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{_toml_type(value)} {text}"
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+def _bounds_text(key: Key) -> str:
+    if key.ge is not None and key.le is not None and key.gt is None and key.lt is None:
+        return f"in {_fmt(key.ge)}..{_fmt(key.le)}"
+    parts = [
+        f"{op} {_fmt(bound)}"
+        for op, bound in ((">", key.gt), (">=", key.ge), ("<", key.lt), ("<=", key.le))
+        if bound is not None
+    ]
+    return " and ".join(parts)
+
+
+def _in_bounds(key: Key, x: float) -> bool:
+    return not (
+        (key.gt is not None and not x > key.gt)
+        or (key.ge is not None and not x >= key.ge)
+        or (key.lt is not None and not x < key.lt)
+        or (key.le is not None and not x <= key.le)
+    )
+
+
+class _Validator:
+    def __init__(self, source: Path | None):
+        self.source = source
+        self.errors: list[tuple[str, str]] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append((path, message))
+
+    # -- scalars and arrays ------------------------------------------------------------------------
+
+    def number(self, key: Key, value: Any, path: str, want: str) -> Any:
+        """One number of kind ``want`` ("float", "int", "number"); ``None`` after an error."""
+        bounds = _bounds_text(key)
+        what = {"float": "a number", "int": "an integer", "number": "a number"}[want]
+        expected = f"{what} {bounds}".strip()
+        ok_type = (
+            isinstance(value, int) and not isinstance(value, bool) if want == "int" else _is_number(value)
+        )
+        if not ok_type:
+            hint = " (write 5, not 5.0)" if want == "int" and isinstance(value, float) else ""
+            if isinstance(value, str) and key.literals:
+                expected += " or " + " or ".join(repr(s) for s in key.literals)
+            self.error(path, f"expected {expected}{hint}, got {_got(value)}")
+            return None
+        if isinstance(value, float) and (math.isnan(value) or (key.finite and math.isinf(value))):
+            self.error(path, f"expected a finite number, got {value!r}")
+            return None
+        if not _in_bounds(key, value):
+            self.error(path, f"expected {expected}, got {value!r}")
+            return None
+        return float(value) if want == "float" else value
+
+    def key(self, key: Key, value: Any, path: str) -> Any:
+        if isinstance(value, str) and value in key.literals:
+            return value
+        if key.type in ("float", "int"):
+            return self.number(key, value, path, key.type)
+        if key.type == "bool":
+            if not isinstance(value, bool):
+                self.error(path, f"expected true or false, got {_got(value)}")
+                return None
+            return value
+        if key.type == "str":
+            if not isinstance(value, str):
+                expected = "one of " + ", ".join(map(repr, key.choices)) if key.choices else "a string"
+                self.error(path, f"expected {expected}, got {_got(value)}")
+                return None
+            if key.choices is not None and value not in key.choices:
+                choices = ", ".join(map(repr, key.choices))
+                self.error(path, f"expected one of {choices}, got {value!r}{_suggest(value, key.choices)}")
+                return None
+            return value
+        if key.type == "array":
+            return self.array(key, value, path)
+        raise TypeError(f"schema error at {path}: unknown key type {key.type!r}")
+
+    def array(self, key: Key, value: Any, path: str) -> Any:
+        shape = key.shape or ()
+        if not isinstance(value, list):
+            self.error(path, f"expected an array of shape {shape}, got {_got(value)}")
+            return None
+        got_shape = _nested_shape(value)
+        if got_shape != shape:
+            found = f"shape {got_shape}" if got_shape is not None else "a ragged or non-numeric array"
+            self.error(path, f"expected an array of shape {shape}, got {found}")
+            return None
+        n_before = len(self.errors)
+
+        def walk(v, p):
+            if isinstance(v, list):
+                return [walk(item, f"{p}[{i}]") for i, item in enumerate(v)]
+            return self.number(key, v, p, key.elem)
+
+        out = walk(value, path)
+        return out if len(self.errors) == n_before else None
+
+    # -- tables ------------------------------------------------------------------------------------
+
+    def node(self, spec: Any, value: Any, path: str, parents: tuple[dict, ...], index: int | None) -> Any:
+        if isinstance(spec, Key):
+            return self.key(spec, value, path)
+        if isinstance(spec, Table):
+            return self.table(spec, value, path, parents, index)
+        if isinstance(spec, Union):
+            return self.union(spec, value, path, parents, index)
+        if isinstance(spec, Tables):
+            return self.tables(spec, value, path, parents)
+        raise TypeError(f"schema error at {path}: {spec!r}")
+
+    def tables(self, spec: Tables, value: Any, path: str, parents: tuple[dict, ...]) -> Any:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.error(
+                path, f"expected an array of tables ([[{path.rsplit('.', 1)[-1]}]]), got {_got(value)}"
+            )
+            return None
+        if len(value) < spec.min_items:
+            self.error(path, f"expected at least {spec.min_items} [[{path}]] table(s), got {len(value)}")
+            return None
+        return [self.node(spec.item, v, f"{path}[{i}]", parents, i) for i, v in enumerate(value)]
+
+    def union(self, spec: Union, value: Any, path: str, parents: tuple[dict, ...], index: int | None) -> Any:
+        if not isinstance(value, dict):
+            self.error(path or "<top level>", f"expected a table, got {_got(value)}")
+            return None
+        tag_path = _join(path, spec.tag)
+        choices = ", ".join(map(repr, spec.variants))
+        tag = value.get(spec.tag, spec.default)
+        if tag is None:
+            self.error(tag_path, f"required key missing: expected one of {choices}")
+            return None
+        if not isinstance(tag, str) or tag not in spec.variants:
+            hint = _suggest(tag, spec.variants) if isinstance(tag, str) else ""
+            self.error(tag_path, f"expected one of {choices}, got {_got(tag)}{hint}")
+            return None
+        return self.table(spec.variants[tag], value, path, parents, index, tag=(spec.tag, tag))
+
+    def table(
+        self,
+        spec: Table,
+        value: Any,
+        path: str,
+        parents: tuple[dict, ...],
+        index: int | None,
+        tag: tuple[str, str] | None = None,
+    ) -> dict | None:
+        if not isinstance(value, dict):
+            self.error(path or "<top level>", f"expected a table ([{path}]), got {_got(value)}")
+            return None
+        n_before = len(self.errors)
+        out: dict[str, Any] = {}
+        valid = set(spec.fields)
+        if tag is not None:
+            out[tag[0]] = tag[1]
+            valid.add(tag[0])
+        for k in value:
+            if k not in valid:
+                options = ", ".join(sorted(valid))
+                self.error(_join(path, k), f"unknown key {k!r}{_suggest(k, valid)} (valid keys: {options})")
+        scope_parents = (*parents, out)
+        for name, field in spec.fields.items():
+            sub = _join(path, name)
+            if name in value:
+                result = self.node(field, value[name], sub, scope_parents, index)
+                if result is not None:
+                    out[name] = result
+                continue
+            if isinstance(field, Key):
+                self.default(field, out, name, sub, Scope(scope_parents, index, self.source))
+            elif isinstance(field, Table | Union):
+                if not field.optional:
+                    result = self.node(field, {}, sub, scope_parents, index)
+                    if result is not None:
+                        out[name] = result
+            elif isinstance(field, Tables):
+                if field.min_items > 0:
+                    self.error(sub, f"required: at least {field.min_items} [[{sub}]] table(s)")
+        scope = Scope(scope_parents, index, self.source)
+        for check in spec.checks:
+            try:
+                for key_path, message in check(out, scope):
+                    self.error(_join(path, key_path), message)
+            except KeyError:  # a key it needs is invalid, and already reported
+                if len(self.errors) == n_before:
+                    raise
+        return out
+
+    def default(self, field: Key, out: dict, name: str, path: str, scope: Scope) -> None:
+        if field.default is REQUIRED:
+            doc = f" ({field.doc})" if field.doc else ""
+            self.error(path, f"required key missing{doc}")
+        elif isinstance(field.default, Derived):
+            try:
+                out[name] = field.default.fn(scope)
+            except (KeyError, TypeError, IndexError):
+                if not self.errors:  # an upstream key is invalid (already reported); else a schema bug
+                    raise
+        elif field.default is not None:
+            out[name] = _copy(field.default)
+
+
+def _nested_shape(value: Any) -> tuple[int, ...] | None:
+    """Shape of a rectangular nested list of scalars, else ``None``."""
+    if not isinstance(value, list):
+        return None if isinstance(value, dict) else ()
+    if not value:
+        return (0,)
+    inner = {_nested_shape(v) for v in value}
+    if len(inner) != 1:
+        return None
+    (shape,) = inner
+    return None if shape is None else (len(value), *shape)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema building blocks
+
+
+#: Solver names accepted in ``[solver] name``; the runner maps them to diffrax solvers.
+SOLVER_NAMES = ("tsit5", "dopri5", "dopri8", "bosh3")
+
+
+def time_unit(model: Mapping[str, Any]) -> str:
+    """The time unit of a validated model table: ``"ms"`` (classic HH) or ``"s"``."""
+    if model["type"] == "hh" and not model.get("params", {}).get("si_units", False):
+        return "ms"
+    return "s"
+
+
+def _source_stem(scope: Scope) -> str:
+    return scope.source.stem if scope.source is not None else "experiment"
+
+
+def _root_seed(scope: Scope) -> int:
+    return scope.parents[0]["seed"]
+
+
+COMMON: dict[str, Any] = {
+    "name": Key("str", Derived(_source_stem, "the config file's stem"), "experiment name"),
+    "description": Key("str", "", "free text, kept with the results"),
+    "seed": Key("int", 0, "default seed of every random draw", ge=0, le=2**32 - 1),
+}
+
+SOLVER = Table(
+    {
+        "name": Key("str", "tsit5", "diffrax solver", choices=SOLVER_NAMES),
+        "rtol": Key("float", 1e-6, "relative tolerance of the PID step-size controller", gt=0, lt=1),
+        "atol": Key("float", 1e-9, "absolute tolerance of the PID step-size controller", gt=0),
+        "dt0": Key(
+            "float",
+            "auto",
+            "first step (model time unit; shared by every model), or 'auto'",
+            gt=0,
+            literals=("auto",),
+        ),
+        "max_steps": Key("int", 100_000, "step budget of one solve", ge=1, le=100_000_000),
+        "n_save": Key("int", 2001, "save points, evenly spaced over [t0, t1]", ge=2, le=10_000_000),
+    },
+    doc="ODE solver settings shared by every model",
+)
+
+PLOT = Table(
+    {
+        "layout": Key(
+            "str",
+            "stacked",
+            "one figure with a panel per model, or a figure each",
+            choices=("stacked", "separate"),
+        ),
+        "dpi": Key("int", 120, "resolution of the PNG files", ge=30, le=1200),
+        "show_spikes": Key("bool", True, "draw the spike threshold and mark detected spikes"),
+    },
+    doc="figures",
+)
+
+
+def _check_step(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    if not values["t_off"] > values["t_on"]:
+        yield "t_off", f"expected t_off > t_on = {values['t_on']!r}, got {values['t_off']!r}"
+
+
+def _check_pulses(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    if not values["width"] < values["period"]:
+        yield "width", f"expected width < period = {values['period']!r}, got {values['width']!r}"
+
+
+_AMPLITUDE = "current (HH: uA/cm^2, or A/cm^2 with si_units; ND: A)"
+_BASELINE = Key("float", 0.0, "current outside the on-times")
+
+INPUT = Union(
+    "type",
+    {
+        "constant": Table({"amplitude": Key("float", 0.0, _AMPLITUDE)}, doc="constant current"),
+        "step": Table(
+            {
+                "amplitude": Key("float", REQUIRED, _AMPLITUDE),
+                "t_on": Key("float", REQUIRED, "step on (model time unit)"),
+                "t_off": Key("float", math.inf, "step off (model time unit), inf: never", finite=False),
+                "baseline": _BASELINE,
+            },
+            doc="a step of current",
+            checks=(_check_step,),
+        ),
+        "pulses": Table(
+            {
+                "amplitude": Key("float", REQUIRED, _AMPLITUDE),
+                "t_start": Key("float", 0.0, "start of the first pulse (model time unit)"),
+                "width": Key("float", REQUIRED, "pulse width (model time unit)", gt=0),
+                "period": Key("float", REQUIRED, "pulse period (model time unit)", gt=0),
+                "n_pulses": Key("int", REQUIRED, "number of pulses", ge=1, le=1_000_000),
+                "baseline": _BASELINE,
+            },
+            doc="a train of rectangular pulses",
+            checks=(_check_pulses,),
+        ),
+    },
+    default="constant",
+    doc="applied current",
+)
+
+
+def _model_label(scope: Scope) -> str:
+    return f"{scope.parents[-1]['type']}-{scope.index}"
+
+
+def _check_model(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    if not values["t1"] > values["t0"]:
+        kind = "empty" if values["t1"] == values["t0"] else "reversed"
+        yield "t1", f"expected t1 > t0 = {values['t0']!r}, got {values['t1']!r} ({kind} span)"
+    for i, gate in enumerate("mhn", start=1):
+        x = values["x0"][i]
+        if not 0.0 <= x <= 1.0:
+            yield f"x0[{i}]", f"expected the gate {gate} in 0..1, got {x!r}"
+
+
+def _model_fields(x0: tuple[float, ...]) -> dict[str, Any]:
+    return {
+        "label": Key("str", Derived(_model_label, "'<type>-<index>'"), "name in results and figures"),
+        "t0": Key("float", 0.0, "span start (model time unit)"),
+        "t1": Key("float", REQUIRED, "span end (model time unit), > t0"),
+        "x0": Key("array", list(x0), "initial state [V, m, h, n]", shape=(4,)),
+    }
+
+
+def _hh_scale(scope: Scope) -> float:
+    params = scope.parents[-2]["params"]
+    return params["scl_v"] * (1e-3 if params["si_units"] else 1.0)
+
+
+HH_PARAMS = Table(
+    {
+        "gna": Key("float", 120.0, "sodium conductance, mS/cm^2 (classic units, before scaling)", ge=0),
+        "gk": Key("float", 36.0, "potassium conductance, mS/cm^2", ge=0),
+        "gl": Key("float", 0.3, "leak conductance, mS/cm^2", ge=0),
+        "ena": Key("float", 120.0, "sodium reversal, mV (rest at 0 mV)"),
+        "ek": Key("float", -12.0, "potassium reversal, mV"),
+        "el": Key("float", 10.6, "leak reversal, mV"),
+        "c": Key("float", 1.0, "membrane capacitance, uF/cm^2", gt=0),
+        "scl_v": Key("float", 1.0, "voltage scale (SPEC 1)", gt=0),
+        "scl_t": Key("float", 1.0, "time scale (SPEC 1)", gt=0),
+        "si_units": Key("bool", False, "V, s, A/cm^2 instead of mV, ms, uA/cm^2"),
+    },
+    doc="ndjax.hh_params(...)",
+)
+
+HH_SPIKES = Table(
+    {
+        "threshold": Key(
+            "float",
+            Derived(lambda s: 60.0 * _hh_scale(s), "60 mV x scl_v (in V with si_units)"),
+            "spike threshold (model voltage unit)",
+        ),
+        "hysteresis": Key(
+            "float",
+            Derived(lambda s: 10.0 * _hh_scale(s), "10 mV x scl_v (in V with si_units)"),
+            "re-arm below threshold - hysteresis",
+            ge=0,
+        ),
+    },
+    doc="spike detection",
+)
+
+HH_MODEL = Table(
+    {
+        **_model_fields((0.0, 0.0, 0.0, 0.0)),
+        "params": HH_PARAMS,
+        "input": INPUT,
+        "spikes": HH_SPIKES,
+    },
+    doc="a Hodgkin-Huxley neuron (SPEC 1)",
+    checks=(_check_model,),
+)
+
+
+def _check_words(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    for name in ("dg", "dErev", "dIb"):
+        lo, hi = WORD_RANGES[name]
+        for idx, x in _flat(values[name]):
+            where = name + "".join(f"[{i}]" for i in idx)
+            if values["digital"]:
+                if x != round(x) or not lo <= x <= hi:
+                    yield where, f"expected an integer word in {lo}..{hi}, got {x!r}"
+            elif name != "dErev" and x < 0:
+                yield where, f"expected a physical value >= 0 (digital = false), got {x!r}"
+
+
+def _flat(value: Any, idx: tuple[int, ...] = ()) -> Iterable[tuple[tuple[int, ...], float]]:
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _flat(v, (*idx, i))
+    else:
+        yield idx, value
+
+
+_WORD_DOC = " (digital = false: physical values, SPEC 2)"
+
+ND_PARAMS = Table(
+    {
+        "dg": Key(
+            "array",
+            list(DEFAULT_DG),
+            "conductance words [Na, K, L], 0..1023" + _WORD_DOC,
+            shape=(3,),
+            elem="number",
+        ),
+        "dErev": Key(
+            "array",
+            list(DEFAULT_DEREV),
+            "reversal words [Na, K, L], -1023..1023" + _WORD_DOC,
+            shape=(3,),
+            elem="number",
+        ),
+        "dIb": Key(
+            "array",
+            _copy(DEFAULT_DIB),
+            "sigmoid-weight words [gate m,h,n][alpha,beta][j], 0..1023" + _WORD_DOC,
+            shape=(3, 2, 7),
+            elem="number",
+        ),
+        "v_ref": Key("float", 0.9, "reference voltage, V", gt=0, le=1.8),
+        "i_voltage": Key("float", 150e-9, "bias I_voltage, A", gt=0),
+        "i_master": Key("float", 200e-9, "bias I_master, A", gt=0),
+        "i_ref": Key("float", 100e-9, "bias I_ref, A (no effect on the equations)", gt=0),
+        "capacitance_scaling": Key("float", 1.0, "factor on the 4 pF membrane capacitance", gt=0),
+        "digital": Key("bool", True, "words are DAC words (false: physical values)"),
+    },
+    doc="ndjax.nd_chip(...)",
+    checks=(_check_words,),
+)
+
+ND_SPIKES = Table(
+    {
+        "threshold": Key(
+            "float", Derived(lambda s: s.parents[-2]["params"]["v_ref"], "v_ref"), "spike threshold, V"
+        ),
+        "hysteresis": Key("float", 0.05, "re-arm below threshold - hysteresis, V", ge=0),
+    },
+    doc="spike detection",
+)
+
+MISMATCH = Table(
+    {
+        "sigma": Key("float", 0.15, "relative spread of currents and conductances", ge=0),
+        "exponent_sigma": Key(
+            "array", list(EXPONENT_SIGMA), "spread of the gate powers p, q, r", shape=(3,), ge=0
+        ),
+        "seed": Key("int", Derived(_root_seed, "the top-level seed"), "key of the draw", ge=0, le=2**32 - 1),
+    },
+    doc="transistor mismatch: ndjax.sample_mismatch(jax.random.key(seed), sigma, exponent_sigma)",
+    optional=True,
+)
+
+ND_MODEL = Table(
+    {
+        **_model_fields((0.7, 0.0, 0.0, 0.0)),
+        "params": ND_PARAMS,
+        "input": INPUT,
+        "spikes": ND_SPIKES,
+        "mismatch": MISMATCH,
+    },
+    doc="a NeuroDyn chip neuron (SPEC 2)",
+    checks=(_check_model,),
+)
+
+MODEL = Union("type", {"hh": HH_MODEL, "neurodyn": ND_MODEL}, doc="one neuron")
+
+#: Experiment kind -> schema of the whole file (without ``kind`` itself).
+KINDS: dict[str, Table] = {}
+
+#: The whole file: a union on ``kind`` over :data:`KINDS`.
+ROOT = Union("kind", KINDS, doc="an experiment")
+
+
+def register_kind(kind: str, schema: Table) -> None:
+    """Add (or replace) the schema of experiment ``kind``."""
+    KINDS[kind] = schema
+
+
+register_kind(
+    "simulate",
+    Table(
+        {**COMMON, "solver": SOLVER, "plot": PLOT, "models": Tables(MODEL, "the neurons", min_items=1)},
+        doc="simulate neurons and plot their traces",
+    ),
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Entry points
+
+
+def validate_config(raw: Mapping[str, Any], source: str | Path | None = None) -> dict:
+    """Check a parsed config against its kind's schema and fill in the defaults.
+
+    Args:
+        raw: the parsed TOML document.
+        source: the file it came from (names the default ``name``; used in messages).
+
+    Returns:
+        A new dict, complete (every default filled in), keys in schema order.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    path = Path(source) if source is not None else None
+    validator = _Validator(path)
+    out = validator.node(ROOT, dict(raw), "", (), None)
+    if validator.errors:
+        raise ConfigError(validator.errors, source)
+    return out
+
+
+def parse_config(text: str, source: str | Path | None = None) -> dict:
+    """Parse TOML text and validate it (see :func:`validate_config`)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([("", f"not valid TOML: {err}")], source) from err
+    return validate_config(raw, source)
+
+
+def load_config(path: str | Path) -> dict:
+    """Read, parse and validate a config file.
+
+    Raises:
+        ConfigError: invalid TOML or an invalid config.
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    return parse_config(path.read_text(encoding="utf-8"), path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A small TOML writer (enough for validated configs: tables, arrays of tables, scalars, arrays)
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        text = repr(value)  # shortest repr that reads back to the same float
+        return text if ("." in text or "e" in text) else text + ".0"
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as a TOML value")
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _resolve(spec: Any, value: Mapping[str, Any]) -> Table | None:
+    """The table schema that describes ``value`` (following a union's tag)."""
+    if isinstance(spec, Union):
+        spec = spec.variants.get(value.get(spec.tag))  # type: ignore[arg-type]
+    return spec if isinstance(spec, Table) else None
+
+
+def _write_table(lines: list[str], prefix: str, table: Mapping[str, Any], spec: Table | None) -> None:
+    fields = spec.fields if spec is not None else {}
+    for k, v in table.items():
+        if v is None or isinstance(v, dict) or _is_table_array(v):
+            continue
+        field = fields.get(k)
+        doc = f"  # {field.doc}" if isinstance(field, Key) and field.doc else ""
+        lines.append(f"{_toml_key(k)} = {_toml_value(v)}{doc}")
+    for k, v in table.items():
+        name = _join(prefix, _toml_key(k))
+        field = fields.get(k)
+        if isinstance(v, dict):
+            lines += ["", f"[{name}]"]
+            _write_table(lines, name, v, _resolve(field, v))
+        elif _is_table_array(v):
+            item_spec = field.item if isinstance(field, Tables) else None
+            for item in v:
+                lines += ["", f"[[{name}]]"]
+                _write_table(lines, name, item, _resolve(item_spec, item))
+
+
+def dump_toml(data: Mapping[str, Any], header: str | None = None, schema: Any = ROOT) -> str:
+    """Write a config as TOML.
+
+    Handles tables, arrays of tables, strings, numbers (inf and nan included),
+    booleans and nested arrays; ``None`` values are left out. Each key whose
+    schema has a doc gets it as a trailing comment (``schema=None``: no
+    comments); ``header`` becomes comment lines at the top.
+    """
+    lines = [f"# {line}".rstrip() for line in header.splitlines()] if header else []
+    if lines:
+        lines.append("")
+    _write_table(lines, "", data, _resolve(schema, data) if schema is not None else None)
+    return "\n".join(lines).strip("\n") + "\n"

@@ -1,0 +1,432 @@
+"""The ``ndjax`` console script: ``ndjax run CONFIG.toml [--out DIR] [--force]``.
+
+An entry point, so it turns on JAX float64 (``jax_enable_x64``) before
+anything else runs. The config is validated completely before any solve
+(:mod:`ndjax._config`); its ``kind`` picks the experiment from
+:data:`EXPERIMENTS`. Every run writes into its own folder (default
+``runs/<config stem>-<timestamp>``):
+
+- ``config.toml``: the config as run, every default filled in (re-reading it
+  gives the same config); ``config.original.toml``: the file as given;
+- ``versions.json``: Python, package versions, platform, devices, seed;
+- what the experiment writes; for ``simulate``: ``results.json`` (per model:
+  ok flag and failure reason, solver steps, spike count and times, firing
+  rate), ``traces.npz`` (``model<i>_t``, ``model<i>_V``, ``_m``, ``_h``, ``_n``)
+  and ``traces*.png``.
+
+Exit status: 0 success, 1 a simulation failed (its results are still
+written), 2 a bad command line, config or output folder (nothing run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import functools
+import importlib.metadata
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from ._config import ConfigError, dump_toml, load_config
+
+__all__ = ["main", "EXPERIMENTS", "Experiment", "register_experiment", "RunDir", "build_model", "BuiltModel"]
+
+_PACKAGES = ("jax", "jaxlib", "diffrax", "optax", "numpy", "matplotlib")
+
+
+@dataclasses.dataclass
+class RunDir:
+    """The output folder of one run, handed to an experiment function.
+
+    Experiments write through these helpers so the runner can list the files.
+    """
+
+    path: Path
+    written: list[Path] = dataclasses.field(default_factory=list)
+
+    def file(self, name: str) -> Path:
+        """Path of ``name`` in the folder, recorded as written."""
+        p = self.path / name
+        if p not in self.written:
+            self.written.append(p)
+        return p
+
+    def write_text(self, name: str, text: str) -> Path:
+        p = self.file(name)
+        p.write_text(text, encoding="utf-8")
+        return p
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """JSON with NaN/inf written as ``null`` (strict JSON)."""
+        return self.write_text(name, json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
+
+    def write_npz(self, name: str, arrays: dict[str, Any]) -> Path:
+        import numpy as np
+
+        p = self.file(name)
+        np.savez_compressed(p, **{k: np.asarray(v) for k, v in arrays.items()})
+        return p
+
+    def save_figure(self, name: str, fig: Any, dpi: int = 120) -> Path:
+        from . import plot
+
+        p = self.file(name)
+        fig.savefig(p, dpi=dpi)
+        plot.close(fig)
+        return p
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+#: An experiment in two phases: ``prepare(config)`` builds everything and checks it against the
+#: core (raising :class:`ConfigError` before any folder is made or any solve runs) and returns
+#: ``execute(run_dir) -> ok``, which runs and writes its results through ``run_dir``.
+Experiment = Callable[[dict], Callable[[RunDir], bool]]
+
+#: ``kind`` -> experiment function. A new kind registers its schema with
+#: ``ndjax._config.register_kind`` and its function with :func:`register_experiment`.
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register_experiment(kind: str, fn: Experiment) -> None:
+    """Add (or replace) the experiment that runs configs of ``kind`` (see :data:`Experiment`)."""
+    EXPERIMENTS[kind] = fn
+
+
+# ---------------------------------------------------------------------------------------------------
+# kind = "simulate"
+
+
+def _solvers() -> dict[str, Any]:
+    import diffrax as dfx
+
+    return {"tsit5": dfx.Tsit5, "dopri5": dfx.Dopri5, "dopri8": dfx.Dopri8, "bosh3": dfx.Bosh3}
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltModel:
+    """One ``[[models]]`` table turned into the arguments of ``ndjax.simulate``."""
+
+    model: Any  # ndjax.HH | ndjax.NEURODYN
+    params: Any
+    stim: Any
+    y0: Any
+    time_unit: str
+    voltage_unit: str
+    current_unit: str
+
+
+def _stimulus(inp: dict):
+    from ._stimulus import constant, pulses, step
+
+    if inp["type"] == "constant":
+        return constant(inp["amplitude"])
+    if inp["type"] == "step":
+        return step(inp["amplitude"], inp["t_on"], inp["t_off"], inp["baseline"])
+    if inp["type"] == "pulses":
+        return pulses(
+            inp["amplitude"], inp["t_start"], inp["width"], inp["period"], inp["n_pulses"], inp["baseline"]
+        )
+    raise ValueError(f"unknown input type {inp['type']!r}")
+
+
+def build_model(m: dict) -> BuiltModel:
+    """Model, parameters, stimulus and initial state of a validated model table.
+
+    Raises:
+        ValueError: the core rejected a value the schema let through.
+    """
+    import jax.numpy as jnp
+
+    from . import plot
+    from ._hh import hh_params
+    from ._neurodyn import chip_params, nd_chip, sample_mismatch
+    from ._simulate import HH, NEURODYN
+
+    p = m["params"]
+    stim = _stimulus(m["input"])
+    y0 = jnp.asarray(m["x0"], dtype=float)
+    if m["type"] == "hh":
+        params = hh_params(**p)
+        t_unit, v_unit = plot.units("hh", p["si_units"])
+        return BuiltModel(HH, params, stim, y0, t_unit, v_unit, "A/cm^2" if p["si_units"] else "uA/cm^2")
+    mm = m.get("mismatch")
+    mismatch = None
+    if mm is not None:
+        mismatch = sample_mismatch(jax.random.key(mm["seed"]), mm["sigma"], mm["exponent_sigma"])
+    chip = nd_chip(
+        p["dg"],
+        p["dErev"],
+        p["dIb"],
+        v_ref=p["v_ref"],
+        i_voltage=p["i_voltage"],
+        i_master=p["i_master"],
+        i_ref=p["i_ref"],
+        capacitance_scaling=p["capacitance_scaling"],
+        digital=p["digital"],
+        mismatch=mismatch,
+    )
+    return BuiltModel(NEURODYN, chip_params(chip), stim, y0, "s", "V", "A")
+
+
+def _failure_reason(trace, max_steps: int) -> str | None:
+    import numpy as np
+
+    if bool(np.asarray(trace.ok)):
+        return None
+    if bool(np.asarray(trace.max_steps_reached)):
+        return f"max_steps ({max_steps}) reached before t1: raise solver.max_steps or loosen rtol/atol"
+    return "non-finite state or collapsed step size (an unphysical parameter?)"
+
+
+def prepare_simulate(cfg: dict) -> Callable[[RunDir], bool]:
+    """``kind = "simulate"``: build every model (core errors surface here, before any solve)."""
+    built = []
+    for i, m in enumerate(cfg["models"]):
+        try:
+            built.append(build_model(m))
+        except (ValueError, TypeError) as err:
+            raise ConfigError([(f"models[{i}]", str(err))]) from err
+    return functools.partial(_run_simulate, cfg, built)
+
+
+def _run_simulate(cfg: dict, built: list[BuiltModel], run: RunDir) -> bool:
+    """Solve each model, detect spikes, save results, traces and figures."""
+    import numpy as np
+
+    from . import plot
+    from ._analysis import spike_times
+    from ._simulate import simulate
+
+    s = cfg["solver"]
+    solver = _solvers()[s["name"]]()
+    dt0 = None if s["dt0"] == "auto" else s["dt0"]
+    results, arrays, panels = [], {}, []
+    for i, (m, b) in enumerate(zip(cfg["models"], built, strict=True)):
+        print(f"  [{i}] {m['label']}: {m['type']}, {m['t0']:g}..{m['t1']:g} {b.time_unit}", flush=True)
+        ts = np.linspace(m["t0"], m["t1"], s["n_save"])
+        start = time.perf_counter()
+        trace = simulate(
+            b.model,
+            b.params,
+            b.stim,
+            b.y0,
+            ts,
+            solver=solver,
+            rtol=s["rtol"],
+            atol=s["atol"],
+            dt0=dt0,
+            max_steps=s["max_steps"],
+        )
+        ys = np.asarray(trace.ys)
+        wall = time.perf_counter() - start
+        ts_np = ts  # the save grid (a failed solve leaves inf in trace.ts after the failure)
+        reason = _failure_reason(trace, s["max_steps"])
+        finite = np.all(np.isfinite(ys), axis=1)
+        n_good = len(finite) if finite.all() else int(np.argmin(finite))  # the finite prefix
+        thr, hyst = m["spikes"]["threshold"], m["spikes"]["hysteresis"]
+        spikes = spike_times(ts_np[:n_good], ys[:n_good, 0], thr, hyst) if n_good >= 2 else np.zeros(0)
+        to_seconds = 1e-3 if b.time_unit == "ms" else 1.0
+        duration = (m["t1"] - m["t0"]) * to_seconds
+        v_good = ys[:n_good, 0]
+        results.append(
+            {
+                "index": i,
+                "label": m["label"],
+                "type": m["type"],
+                "ok": reason is None,
+                "failure": reason,
+                "n_steps": int(np.asarray(trace.n_steps)),
+                "t0": m["t0"],
+                "t1": m["t1"],
+                "t_reached": float(ts_np[n_good - 1]) if n_good else m["t0"],
+                "units": {"time": b.time_unit, "voltage": b.voltage_unit, "current": b.current_unit},
+                "threshold": thr,
+                "hysteresis": hyst,
+                "spike_count": int(spikes.size),
+                "spike_times": [float(x) for x in spikes],
+                "firing_rate_hz": spikes.size / duration,
+                "v_min": float(v_good.min()) if n_good else None,
+                "v_max": float(v_good.max()) if n_good else None,
+                "wall_s": round(wall, 3),
+                "traces": f"model{i}_",
+            }
+        )
+        arrays[f"model{i}_t"] = ts_np
+        for j, name in enumerate(("V", "m", "h", "n")):
+            arrays[f"model{i}_{name}"] = ys[:, j]
+        panels.append(
+            plot.TracePanel(
+                ts_np,
+                ys[:, 0],
+                label=f"{m['label']} ({m['type']})" + ("" if reason is None else " - FAILED"),
+                time_unit=b.time_unit,
+                voltage_unit=b.voltage_unit,
+                threshold=thr if cfg["plot"]["show_spikes"] else None,
+                spike_times=spikes if cfg["plot"]["show_spikes"] else None,
+            )
+        )
+        status = "ok" if reason is None else f"FAILED: {reason}"
+        print(
+            f"      {spikes.size} spikes, {results[-1]['n_steps']} steps, {wall:.2f} s, {status}", flush=True
+        )
+
+    ok = all(r["ok"] for r in results)
+    run.write_json("results.json", {"kind": cfg["kind"], "name": cfg["name"], "ok": ok, "models": results})
+    run.write_npz("traces.npz", arrays)
+    dpi = cfg["plot"]["dpi"]
+    if cfg["plot"]["layout"] == "stacked":
+        run.save_figure("traces.png", plot.plot_traces(panels, title=cfg["name"]), dpi=dpi)
+    else:
+        for i, panel in enumerate(panels):
+            run.save_figure(f"traces_model{i}.png", plot.plot_traces(panel, title=cfg["name"]), dpi=dpi)
+    return ok
+
+
+register_experiment("simulate", prepare_simulate)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line
+
+
+def _versions(cfg: dict, argv: list[str]) -> dict:
+    from . import __version__
+
+    def version(pkg: str) -> str | None:
+        try:
+            return importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "python": platform.python_version(),
+        "ndjax": __version__,
+        **{pkg: version(pkg) for pkg in _PACKAGES},
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "jax_enable_x64": bool(jax.config.read("jax_enable_x64")),
+        "seed": cfg["seed"],
+        "argv": argv,
+        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def _default_out(config_path: Path) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path("runs") / f"{config_path.stem}-{stamp}"
+    n = 1
+    while out.exists():  # two runs within a second
+        out = Path("runs") / f"{config_path.stem}-{stamp}-{n}"
+        n += 1
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ndjax",
+        description=(
+            "Run ndjax experiments described by TOML configs. The runner enables JAX float64 "
+            "(jax_enable_x64) before anything else: tight tolerances and SI-unit NeuroDyn values need it."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"ndjax {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="validate CONFIG.toml, run it, write the results into a new folder",
+        description=(
+            "Validate CONFIG.toml completely (every error reported at once), then run it and write "
+            "config.toml (defaults filled in), config.original.toml, versions.json and the experiment's "
+            "results and figures into the output folder. Runs in float64 (jax_enable_x64)."
+        ),
+    )
+    run.add_argument("config", type=Path, metavar="CONFIG.toml", help="experiment config")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output folder (default: runs/<config stem>-<timestamp>)",
+    )
+    run.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ndjax`` console script; returns the exit status (see the module docstring)."""
+    jax.config.update("jax_enable_x64", True)  # first thing: an entry point owns the dtype setting
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return _run(args, argv)
+
+
+def _error(message: str) -> int:
+    print(f"ndjax: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    config_path: Path = args.config
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as err:
+        return _error(str(err))
+    except OSError as err:
+        return _error(f"cannot read {config_path}: {err}")
+    experiment = EXPERIMENTS.get(cfg["kind"])
+    if experiment is None:
+        return _error(f"{config_path}: no runner registered for kind {cfg['kind']!r}")
+
+    try:
+        execute = experiment(cfg)
+    except ConfigError as err:  # the core rejected a value the schema let through
+        return _error(str(ConfigError(err.errors, config_path)))
+
+    out: Path = args.out if args.out is not None else _default_out(config_path)
+    if out.exists() and not out.is_dir():
+        return _error(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        return _error(f"output folder {out} is not empty; choose another --out or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    run = RunDir(out)
+
+    header = f"ndjax {cfg['kind']} config as run (defaults filled in), from {config_path}"
+    run.write_text("config.toml", dump_toml(cfg, header=header))
+    shutil.copyfile(config_path, run.file("config.original.toml"))
+    run.write_json("versions.json", _versions(cfg, argv))
+
+    print(f"ndjax: running {config_path} (kind = {cfg['kind']!r}) into {out}", flush=True)
+    start = time.perf_counter()
+    ok = execute(run)
+    elapsed = time.perf_counter() - start
+    print(f"ndjax: {'done' if ok else 'FAILED'} in {elapsed:.1f} s; wrote {len(run.written)} files to {out}:")
+    for p in run.written:
+        print(f"  {p}")
+    return 0 if ok else 1
