@@ -60,7 +60,7 @@ TARGET_BATCH_RATIO = 50.0  # largest batch vs the scipy loop, per-chip throughpu
 TARGET_SINGLE_RATIO = 20.0  # one chip after compilation vs one scipy solve
 #: Chips per vmapped chunk of ``jax.lax.map`` (0: the whole batch in one vmap).
 #: Chosen by ``--sweep`` on the 1,000-chip batch; see RESULTS.md.
-DEFAULT_BATCH_SIZE = 0
+DEFAULT_BATCH_SIZE = 1000
 
 
 # ----------------------------------------------------------------------------
