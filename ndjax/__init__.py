@@ -44,6 +44,7 @@ from ._stimulus import constant as constant
 from ._stimulus import pulses as pulses
 from ._stimulus import sampled as sampled
 from ._stimulus import step as step
+from .compat import FitND as FitND
 from .compat import HHModel as HHModel
 from .compat import NeuroDynModel as NeuroDynModel
 

@@ -20,7 +20,7 @@ from jax.typing import ArrayLike
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["TracePanel", "plot_traces", "close", "units"]
+__all__ = ["TracePanel", "plot_traces", "plot_gate_fits", "close", "units"]
 
 
 class TracePanel(NamedTuple):
@@ -124,6 +124,52 @@ def plot_traces(
         t_all = t_all[np.isfinite(t_all)]
         if t_all.size > 1:
             ax.set_xlim(t_all[0], t_all[-1])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_gate_fits(
+    v: ArrayLike,
+    labels: Sequence[str],
+    curves: dict[str, np.ndarray],
+    *,
+    kind: str = "alpha_beta",
+    title: str | None = None,
+) -> Figure:
+    """The guide's fit figures: original, NNLS fit and quantised fit per gate.
+
+    Args:
+        v: (N,) voltages (V).
+        labels: gate names, one per row.
+        curves: ``{"original": arr, "fit": arr, "fit quantized": arr}``, each
+            (n_gates, 2, N): [alpha, beta] (1/s) for ``kind="alpha_beta"``,
+            [inf, tau (s)] for ``kind="inf_tau"``.
+        kind: ``"alpha_beta"`` or ``"inf_tau"``.
+
+    Returns:
+        The ``Figure``: a row per gate, a column per function.
+    """
+    if kind not in ("alpha_beta", "inf_tau"):
+        raise ValueError(f"kind must be 'alpha_beta' or 'inf_tau', got {kind!r}")
+    names = ("alpha", "beta") if kind == "alpha_beta" else ("inf", "tau")
+    units_ = ("1/s", "1/s") if kind == "alpha_beta" else ("", "s")
+    plt = _pyplot()
+    v = np.asarray(v, dtype=float)
+    fig, axes = plt.subplots(len(labels), 2, figsize=(9, 2.4 * len(labels) + 0.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    styles = {"original": dict(lw=2.0, color="C0"), "fit": dict(lw=1.2, color="C1"),
+              "fit quantized": dict(lw=1.2, color="C2", ls="--")}  # fmt: skip
+    for i, gate in enumerate(labels):
+        for k in range(2):
+            ax = axes[i, k]
+            for name, arr in curves.items():
+                ax.plot(v, np.asarray(arr)[i, k], label=name, **styles.get(name, {}))
+            unit = f" ({units_[k]})" if units_[k] else ""
+            ax.set_title(f"{names[k]}_{gate}", loc="left", fontsize="medium")
+            ax.set_ylabel(f"{names[k]}{unit}")
+            ax.set_xlabel("V (V)")
+    axes[0, 0].legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

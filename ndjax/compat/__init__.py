@@ -1,5 +1,6 @@
 """The user's guide API (``HHModel``, ``NeuroDynModel``), a thin shell over the core."""
 
+from ._fit import FitND as FitND
 from ._models import ClampResult as ClampResult
 from ._models import Gate as Gate
 from ._models import HHModel as HHModel

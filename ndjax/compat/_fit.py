@@ -1,0 +1,185 @@
+"""The guide's ``FitND``: classical fit of NeuroDyn words to a conductance-based model.
+
+A thin shell over :mod:`ndjax._fit` (SPEC section 3). Conductances use
+``kappa_lin`` on both the digital and the analog path, so a digital chip's
+physical conductances equal the analog fit to half an LSB (the NumPy
+original used ``kappa`` for the words: 3.5x too little conductance).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import _fit as F
+from ._models import HHModel, _x64
+
+__all__ = ["FitND"]
+
+
+class FitND:
+    """Fit NeuroDyn sigmoid weights, conductances and reversals to a model.
+
+    Args:
+        hh: an SI-unit model (``HHModel(..., SI_units=True)``, usually with
+            ``scl_v`` about 3) whose gates ``m, h, n`` have ``alpha``/``beta``.
+        vrange: fit voltages (V); default ``arange(E_K, E_Na/2, 0.5 mV)``.
+        capacitance_scaling: the chip's ``C_ND = 4 pF x capacitance_scaling``.
+        I_voltage: the chip's I_voltage (A); sets the sigmoid spacing and the
+            reversal-word unit.
+        I_master: the chip's I_master (A); sets the current-word unit.
+
+    Attributes:
+        Vmean: ``(E_K + E_Na)/2`` of the model (V); the chip's ``V_ref`` stands for it.
+        centres: (7,) sigmoid centres used in the fit (V).
+        C_ratio: ``C_HH / C_ND``.
+        fits: per-gate :class:`ndjax._fit.GateFit` after :meth:`fit`.
+        figures: the last plots, ``{"alpha_beta": Figure, "inf_tau": Figure}``.
+    """
+
+    def __init__(
+        self,
+        hh: HHModel,
+        vrange=None,
+        capacitance_scaling: float = 1,
+        I_voltage: float = 200e-9,
+        I_master: float = 150e-9,
+    ):
+        if not hasattr(hh, "m") or not hasattr(hh, "Ek"):
+            raise TypeError(f"FitND needs an HHModel-like model, got {type(hh).__name__}")
+        if not getattr(hh, "SI_units", True):
+            raise ValueError("FitND needs an SI-unit model: build it with HHModel(..., SI_units=True)")
+        for name, value in (("capacitance_scaling", capacitance_scaling), ("I_voltage", I_voltage),
+                            ("I_master", I_master)):  # fmt: skip
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+        self.hh = hh
+        self.scl_v = float(getattr(hh, "scl_v", 1.0))
+        self.capacitance_scaling = float(capacitance_scaling)
+        self.I_voltage = float(I_voltage)
+        self.I_master = float(I_master)
+        self.Vmean = (hh.Ek + hh.Ena) / 2
+        if vrange is None:
+            vrange = np.arange(hh.Ek, hh.Ena / 2, 5e-4).T
+        self.vrange = np.asarray(vrange, dtype=float)
+        if self.vrange.ndim != 1 or self.vrange.size < 8 or not np.all(np.isfinite(self.vrange)):
+            raise ValueError(
+                f"vrange must be a 1-D finite array of at least 8 voltages, got {self.vrange.shape}"
+            )
+        self.centres = F.fit_centres(self.Vmean, self.I_voltage)
+        self.C_ratio = float(hh.C) / (F.C_ND * self.capacitance_scaling)
+        self.fits: list[F.GateFit] = []
+        self.figures: dict = {}
+        self._s: float | None = None
+
+    # ---- fitting --------------------------------------------------------------------------
+
+    def fitHH(self, plot_alpha_beta: bool = False, plot_inf_tau: bool = False) -> np.ndarray:
+        """Fit the HH gates m, h, n; return the weights (3, 2, 7) in 1/s ([alpha, beta] per gate)."""
+        return self.fit([self.hh.m, self.hh.h, self.hh.n], ["m", "h", "n"], plot_alpha_beta, plot_inf_tau)
+
+    @_x64
+    def fit(
+        self,
+        X: Sequence,
+        labels: Sequence[str] | None = None,
+        plot_alpha_beta: bool = False,
+        plot_inf_tau: bool = False,
+    ) -> np.ndarray:
+        """Fit any gates with ``alpha(V)``/``beta(V)`` (of a model with conductances
+        ``gna, gk, gl``, which, with the weights, fix the time scale).
+
+        Returns:
+            (len(X), 2, 7) weights in 1/s.
+        """
+        X = list(X)
+        if not X or not all(hasattr(x, "alpha") and hasattr(x, "beta") for x in X):
+            raise TypeError("fit needs a list of gate objects with alpha(V) and beta(V)")
+        labels = list(labels) if labels is not None else [getattr(x, "name", str(i)) for i, x in enumerate(X)]
+        if len(labels) != len(X):
+            raise ValueError(f"labels has {len(labels)} names for {len(X)} gates")
+        v = self.vrange
+        self.fits = [F.fit_gate(v, np.asarray(x.alpha(v)), np.asarray(x.beta(v)), self.centres) for x in X]
+        weights = np.stack([f.weights for f in self.fits])
+        self._s = F.time_scale(weights * F.C_G * F.V_T, self._model_g(), self.C_ratio, self.I_master)
+        if plot_alpha_beta or plot_inf_tau:
+            self._plot(X, labels, weights, plot_alpha_beta, plot_inf_tau)
+        return weights
+
+    def _model_g(self) -> np.ndarray:
+        return np.array([self.hh.gna, self.hh.gk, self.hh.gl], dtype=float)
+
+    def _require_fit(self) -> float:
+        if self._s is None:
+            raise RuntimeError("call fitHH() (or fit()) first: the time scale comes from the fit")
+        return self._s
+
+    # ---- conversions ----------------------------------------------------------------------
+
+    def get_scl_t(self) -> float:
+        """How many times faster than the SI model the chip runs (``1/s``)."""
+        return 1.0 / self._require_fit()
+
+    def get_analog_Ib(self, weights) -> np.ndarray:
+        """Sigmoid currents I_b (A), time-scaled: ``w C_g V_T / s``."""
+        w = np.asarray(weights, dtype=float)
+        return w * F.C_G * F.V_T / self._require_fit()
+
+    def get_digital_Ib(self, weights) -> np.ndarray:
+        """Sigmoid words ``round(I_b / s / (I_master/1024))``, clipped to 0..1023 with a warning."""
+        return F.to_words("dIb", self.get_analog_Ib(weights) / (self.I_master / 1024), self._warn)
+
+    def get_analog_g(self, g) -> np.ndarray:
+        """Chip conductances (S): ``g / s / C_ratio``."""
+        return np.asarray(g, dtype=float) / self._require_fit() / self.C_ratio
+
+    def get_digital_g(self, g) -> np.ndarray:
+        """Conductance words ``round(g / s / C_ratio / ((kappa_lin/V_T)(I_master/1024)))``."""
+        unit = (F.KAPPA_LIN / F.V_T) * (self.I_master / 1024)
+        return F.to_words("dg", self.get_analog_g(g) / unit, self._warn)
+
+    def get_analog_E(self, E) -> np.ndarray:
+        """Reversal offsets from V_ref (V): ``E scl_v - Vmean`` (``E`` unscaled, SI)."""
+        return np.asarray(E, dtype=float) * self.scl_v - self.Vmean
+
+    def get_digital_E(self, E) -> np.ndarray:
+        """Reversal words ``round((E scl_v - Vmean) / ((I_voltage/1024) R_rev))``."""
+        return F.to_words("dErev", self.get_analog_E(E) / ((self.I_voltage / 1024) * F.R_REV), self._warn)
+
+    def convert_I(self, I0):
+        """Chip current for a model current density ``I0`` (A/cm^2): ``I0 scl_v / s / C_ratio``."""
+        return I0 * self.scl_v / self._require_fit() / self.C_ratio
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        warnings.warn(message, stacklevel=4)
+
+    # ---- plots ----------------------------------------------------------------------------
+
+    def _plot(self, X, labels, weights, plot_alpha_beta, plot_inf_tau):
+        from .. import plot
+
+        v = self.vrange
+        unit = (self.I_master / 1024) * self._require_fit() / (F.C_G * F.V_T)  # one LSB in 1/s
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantized = self.get_digital_Ib(weights) * unit
+        orig = np.stack([[np.asarray(x.alpha(v)), np.asarray(x.beta(v))] for x in X])
+
+        def curves(w):
+            return np.stack([[F.sigmoid_sum(v, w[i, k], self.centres, f.signs[k]) for k in range(2)]
+                             for i, f in enumerate(self.fits)])  # fmt: skip
+
+        ab = {"original": orig, "fit": curves(weights), "fit quantized": curves(quantized)}
+        if plot_alpha_beta:
+            self.figures["alpha_beta"] = plot.plot_gate_fits(
+                v, labels, ab, kind="alpha_beta", title=f"alpha/beta fits (scl_v={self.scl_v:g})"
+            )
+        if plot_inf_tau:
+            it = {k: np.stack([c[:, 0] / (c[:, 0] + c[:, 1]), 1 / (c[:, 0] + c[:, 1])], axis=1)
+                  for k, c in ab.items()}  # fmt: skip
+            self.figures["inf_tau"] = plot.plot_gate_fits(
+                v, labels, it, kind="inf_tau", title=f"inf/tau fits (scl_v={self.scl_v:g})"
+            )
