@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["WORD_RANGES", "WORD_SHAPES", "check_words"]
+__all__ = ["WORD_RANGES", "WORD_SHAPES", "check_words", "round_ste", "clip_ste", "quantize_ste"]
 
 #: Inclusive integer range of each word kind.
 WORD_RANGES = {"dg": (0, 1023), "dErev": (-1023, 1023), "dIb": (0, 1023)}
@@ -57,3 +59,23 @@ def check_words(name: str, value, digital: bool = True) -> np.ndarray:
             f"{arr[tuple(bad)]}"
         )
     return arr
+
+
+def round_ste(x: jax.Array) -> jax.Array:
+    """Round in the forward pass, identity gradient in the backward pass (straight-through)."""
+    return x + jax.lax.stop_gradient(jnp.round(x) - x)
+
+
+def clip_ste(x: jax.Array, lo: float, hi: float) -> jax.Array:
+    """Clip in the forward pass, identity gradient in the backward pass.
+
+    The identity gradient lets a word pushed past its range come back; the
+    forward pass never leaves the range.
+    """
+    return x + jax.lax.stop_gradient(jnp.clip(x, lo, hi) - x)
+
+
+def quantize_ste(x: jax.Array, name: str) -> jax.Array:
+    """Relaxed words -> integer-valued words in range (forward), identity (backward)."""
+    lo, hi = WORD_RANGES[name]
+    return round_ste(clip_ste(x, lo, hi))

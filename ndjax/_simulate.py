@@ -219,26 +219,34 @@ def _check_state(name, y0, n):
         raise ValueError(f"{name} must be finite, got {arr}")
 
 
+@jax.jit
+def _all_finite(leaves):
+    return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+
+
 def _check_params(params):
     if not _is_concrete(params):
         return
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if not np.all(np.isfinite(np.asarray(leaf, dtype=float))):
-            raise ValueError(f"parameter {jax.tree_util.keystr(path)} is not finite: {leaf}")
+    paths, leaves = zip(*jax.tree_util.tree_leaves_with_path(params), strict=True)
+    finite = np.asarray(_all_finite(list(leaves)))  # one device call for the whole pytree
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise ValueError(f"parameter {jax.tree_util.keystr(paths[i])} is not finite: {leaves[i]}")
 
 
 def _time_span(ts, t0, t1):
+    """Save times as an array and the span; concrete values stay on the host."""
     if ts is None and (t0 is None or t1 is None):
         raise ValueError("give save times ts, or both t0 and t1 (dense=True)")
-    if ts is not None and not _is_concrete(ts):
+    if ts is None:
+        return None, t0, t1
+    if not _is_concrete(ts):
         ts_arr = jnp.asarray(ts)
-    elif ts is not None:
-        ts_arr = jnp.asarray(np.asarray(ts, dtype=float))
-    else:
-        ts_arr = None
-    t0 = ts_arr[0] if t0 is None else t0
-    t1 = ts_arr[-1] if t1 is None else t1
-    return ts_arr, t0, t1
+        return ts_arr, ts_arr[0] if t0 is None else t0, ts_arr[-1] if t1 is None else t1
+    ts_np = np.asarray(ts, dtype=float)
+    t0 = (float(ts_np[0]) if ts_np.size else 0.0) if t0 is None else t0
+    t1 = (float(ts_np[-1]) if ts_np.size else 0.0) if t1 is None else t1
+    return ts_np, t0, t1
 
 
 def simulate(

@@ -19,7 +19,7 @@ every state; ndjax uses its default solver (Tsit5, PID step-size control).
 Usage::
 
     python experiments/benchmarks/simulate.py [--chips 1000 10000] [--sample 20]
-        [--seed 0] [--repeats 3] [--batch-size 0] [--sweep 0 100 250] [--quick]
+        [--seed 0] [--repeats 3] [--batch-size 1000] [--sweep 0 100 250 500] [--quick]
 
 The script always exits 0: it is a measurement, and a missed target is printed
 as FAIL, not raised.
@@ -59,7 +59,8 @@ HYSTERESIS = 0.05  # V
 TARGET_BATCH_RATIO = 50.0  # largest batch vs the scipy loop, per-chip throughput
 TARGET_SINGLE_RATIO = 20.0  # one chip after compilation vs one scipy solve
 #: Chips per vmapped chunk of ``jax.lax.map`` (0: the whole batch in one vmap).
-#: Chosen by ``--sweep`` on the 1,000-chip batch; see RESULTS.md.
+#: ``--sweep 0 100 250 500`` on the 1,000-chip batch: one vmap of all 1,000 was
+#: fastest; on 10,000 chips, chunks of 1,000 beat one vmap of 10,000 (RESULTS.md).
 DEFAULT_BATCH_SIZE = 1000
 
 
@@ -245,6 +246,14 @@ def bench_single(ts: np.ndarray, repeats: int) -> dict:
     first = time.perf_counter() - start
     n_nd = 20 * repeats
     nd_times = timed(call, n_nd)
+
+    # the same solve inside the caller's own jit: no per-call validation or dispatch in Python
+    @jax.jit
+    def solve_jitted(params):
+        return ndjax.simulate(ndjax.NEURODYN, params, 0.0, y0, ts)
+
+    jax.block_until_ready(solve_jitted(params))
+    jit_times = timed(lambda: jax.block_until_ready(solve_jitted(params)), n_nd)
     sp_times, sol = [], None
     for _ in range(repeats):
         wall, sol = scipy_solve(params, ts)
@@ -254,6 +263,7 @@ def bench_single(ts: np.ndarray, repeats: int) -> dict:
     return dict(
         first=first,
         nd=statistics.median(nd_times),
+        nd_jit=statistics.median(jit_times),
         n_nd=n_nd,
         sp=statistics.median(sp_times),
         n_sp=repeats,
@@ -289,8 +299,11 @@ def bench_batch(n: int, seed: int, sample: int, batch_size: int, repeats: int, t
     sp_times, rows = [], []
     for i, chip_index in enumerate(idx):
         params = jax.tree.map(lambda leaf, i=i: np.asarray(leaf[i]), sample_params)
-        wall_sp, sol = scipy_solve(params, ts)
-        sp_times.append(wall_sp)
+        walls = []
+        for _ in range(repeats):
+            wall_sp, sol = scipy_solve(params, ts)
+            walls.append(wall_sp)
+        sp_times.append(statistics.median(walls))
         v_nd = v[chip_index]
         rows.append(
             dict(
@@ -313,6 +326,7 @@ def bench_batch(n: int, seed: int, sample: int, batch_size: int, repeats: int, t
         efficiency=lockstep_efficiency(n_steps, batch_size),
         sp_median=statistics.median(sp_times),
         sp_mean=statistics.fmean(sp_times),
+        sp_times=sp_times,
         rows=rows,
     )
 
@@ -344,7 +358,7 @@ def main(argv=None) -> int:
         "--repeats",
         type=int,
         default=3,
-        help="timed repeats of each batch and of the single scipy solve "
+        help="timed repeats of each batch and of each scipy solve "
         "(the ~5 ms single ndjax call is repeated 20x as often)",
     )
     parser.add_argument(
@@ -404,6 +418,10 @@ def main(argv=None) -> int:
         f"median of {single['n_nd']}; {single['nd_steps']} accepted steps, ok={single['nd_ok']}"
     )
     print(
+        f"      (same solve inside the caller's jax.jit {fmt_s(single['nd_jit']):>10}   "
+        "no per-call input checks in Python; for reference, not the ratio)"
+    )
+    print(
         f"    scipy RK45                           {fmt_s(single['sp']):>10}   "
         f"median of {single['n_sp']}; {single['sp_nfev']} f-evaluations"
     )
@@ -434,8 +452,8 @@ def main(argv=None) -> int:
         f"({args.repeats} run(s)); compile reported apart."
     )
     print(
-        "    scipy s/chip = median wall time of one solve over the sampled chips of that batch; "
-        "ratio = ndjax / scipy throughput."
+        "    scipy s/chip = median over the sampled chips of that batch of each chip's median solve time "
+        f"({args.repeats} solve(s) each); ratio = ndjax / scipy throughput."
     )
     print(
         "    lockstep = accepted steps of all chips / steps executed (a chunk steps until its slowest chip)"
@@ -443,7 +461,13 @@ def main(argv=None) -> int:
     for b in batches:
         print(
             f"      {b['n']} chips: accepted steps mean {b['steps_mean']:.0f}, max {b['steps_max']}; "
-            f"scipy mean {fmt_s(b['sp_mean'])}/chip; run times " + ", ".join(fmt_s(t) for t in b["times"])
+            "ndjax run times " + ", ".join(fmt_s(t) for t in b["times"])
+        )
+        mean_ratio = (b["n"] * chip_s / b["wall"]) / (chip_s / b["sp_mean"])
+        sp_spread = f"{fmt_s(min(b['sp_times']))} .. {fmt_s(max(b['sp_times']))}"
+        print(
+            f"        scipy per chip over the {len(b['sp_times'])} sampled: mean {fmt_s(b['sp_mean'])}, "
+            f"range {sp_spread} (silent chips cost least); ratio with the mean: {mean_ratio:.1f}x"
         )
 
     print("\n[3] Spike counts of the sampled chips, ndjax vs scipy")
