@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-__all__ = ["spike_mask", "count_spikes", "spike_times"]
+__all__ = ["spike_mask", "count_spikes", "spike_times", "crossing_times"]
 
 
 def spike_mask(v: ArrayLike, threshold: ArrayLike, hysteresis: ArrayLike = 0.0) -> jax.Array:
@@ -59,3 +59,28 @@ def spike_times(ts: ArrayLike, v: ArrayLike, threshold: float, hysteresis: float
     v0, v1 = v[idx - 1], v[idx]
     frac = (threshold - v0) / (v1 - v0)
     return ts[idx - 1] + frac * (ts[idx] - ts[idx - 1])
+
+
+def crossing_times(
+    ts: ArrayLike, v: ArrayLike, threshold: ArrayLike, hysteresis: ArrayLike, max_spikes: int
+) -> tuple[jax.Array, jax.Array]:
+    """The first ``max_spikes`` spike times of a sampled trace, differentiable in ``v``.
+
+    Which samples bracket a crossing is decided on ``stop_gradient(v)``; the
+    time inside the bracket is interpolated linearly, so it moves smoothly
+    with the voltage samples (and, through an ODE solve, with parameters).
+
+    Returns:
+        ``(times, count)``: (max_spikes,) times, entries from ``count`` on are
+        ``ts[-1]`` (padding), and the () number of spikes in the whole trace.
+    """
+    ts, v = jnp.asarray(ts), jnp.asarray(v)
+    mask = spike_mask(jax.lax.stop_gradient(v), threshold, hysteresis)
+    count = jnp.sum(mask)
+    idx = jnp.nonzero(mask, size=max_spikes, fill_value=1)[0]
+    idx = jnp.maximum(idx, 1)
+    v0, v1 = v[idx - 1], v[idx]
+    gap = jnp.where(v1 > v0, v1 - v0, 1.0)
+    frac = jnp.clip((threshold - v0) / gap, 0.0, 1.0)
+    t = ts[idx - 1] + frac * (ts[idx] - ts[idx - 1])
+    return jnp.where(jnp.arange(max_spikes) < count, t, ts[-1]), count

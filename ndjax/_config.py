@@ -57,6 +57,48 @@ so the validated config is complete and can be written back
     exponent_sigma = [0.2, 0.1, 0.2]
     seed = 0                     # default: the top-level seed
 
+``kind = "fit"``: integer NeuroDyn words for an HH model (``ndjax._e2e``, SPEC 3)::
+
+    kind = "fit"
+    name = "fit_hh"
+    seed = 0                     # seeds the evolution strategy
+    span_ms = 100.0              # span of each current, ms of HH time (fit and report), 0 < span <= 1000
+
+    [target]                     # the HH model, classic units before scaling (make_target)
+    gna = 120.0                  # mS/cm^2, 0..1000 (gk likewise; gl 0..100)
+    gk = 36.0
+    gl = 0.3
+    ena = 120.0                  # mV, -200..200 (ek, el likewise); ek < ena/2
+    ek = -12.0
+    el = 10.6
+    scl_v = 3.0                  # voltage scale, 0 < scl_v <= 10
+
+    [chip]
+    i_voltage = 200e-9           # A, 50e-9..400e-9
+    i_master = 150e-9            # A, 50e-9..400e-9
+    v_ref = 0.9                  # V, 0..1.8
+    i_ref = 100e-9               # A (recorded; no effect on the equations)
+    capacitance_scaling = 0.1    # > 0
+    speedup = 1.0                # > 0: chip speed over FitND's time scale
+
+    [currents]                   # uA/cm^2, constant, from rest; each in -100..200, no duplicates
+    fit = [0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0]
+    evaluate = [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0]   # >= 3 currents not in fit
+
+    [optimizer]                  # ndjax._e2e.fit_words keywords; each defaults to fit_words's default
+    es_generations = 30          # >= 0 (0: skip the calibration)
+    es_population = 24           # >= 2
+    es_sigma = 0.3               # > 0
+    grad_steps = 100             # >= 0 (0: skip the gradient stage)
+    learning_rate = 0.5          # > 0
+    polish_sweeps = 30           # >= 0 (0: skip the integer polish)
+    n_save = 3000                # samples per trace during the fit, >= 10
+
+    [report]
+    n_save = 6000                # samples per trace of the evaluation
+    trace_currents = [0.0, 5.0, 12.5, 20.0]   # default: 4 spread over evaluate; each in evaluate
+    dpi = 120
+
 The schema is declarative: a :class:`Table` maps each key to a :class:`Key`
 (type, default, range or choices, doc), a nested :class:`Table`, an array of
 tables (:class:`Tables`) or a tagged :class:`Union` (the table's own ``type``
@@ -101,6 +143,12 @@ __all__ = [
     "HH_MODEL",
     "ND_MODEL",
     "MODEL",
+    "FIT",
+    "FIT_TARGET",
+    "FIT_CHIP",
+    "FIT_CURRENTS",
+    "FIT_OPTIMIZER",
+    "FIT_REPORT",
     "register_kind",
     "validate_config",
     "parse_config",
@@ -177,7 +225,8 @@ class Key:
         doc: one line: meaning and unit.
         choices: allowed values (strings).
         gt, ge, lt, le: bounds on a number or on every array entry.
-        shape: array shape.
+        shape: array shape; a ``None`` entry matches any length (``(None,)``: a list
+            of any length, empty included).
         elem: array entries: ``"float"`` (stored as float), ``"int"``, or
             ``"number"`` (ints stay ints, floats stay floats).
         literals: strings accepted besides the type (``"auto"``).
@@ -192,7 +241,7 @@ class Key:
     ge: float | None = None
     lt: float | None = None
     le: float | None = None
-    shape: tuple[int, ...] | None = None
+    shape: tuple[int | None, ...] | None = None
     elem: str = "float"
     literals: tuple[str, ...] = ()
     finite: bool = True
@@ -372,12 +421,12 @@ class _Validator:
     def array(self, key: Key, value: Any, path: str) -> Any:
         shape = key.shape or ()
         if not isinstance(value, list):
-            self.error(path, f"expected an array of shape {shape}, got {_got(value)}")
+            self.error(path, f"expected an array of shape {_shape_text(shape)}, got {_got(value)}")
             return None
         got_shape = _nested_shape(value)
-        if got_shape != shape:
+        if not _shape_matches(got_shape, shape):
             found = f"shape {got_shape}" if got_shape is not None else "a ragged or non-numeric array"
-            self.error(path, f"expected an array of shape {shape}, got {found}")
+            self.error(path, f"expected an array of shape {_shape_text(shape)}, got {found}")
             return None
         n_before = len(self.errors)
 
@@ -504,6 +553,18 @@ def _nested_shape(value: Any) -> tuple[int, ...] | None:
         return None
     (shape,) = inner
     return None if shape is None else (len(value), *shape)
+
+
+def _shape_matches(got: tuple[int, ...] | None, want: tuple[int | None, ...]) -> bool:
+    if got is None or len(got) != len(want):
+        return False
+    return all(w is None or g == w for g, w in zip(got, want, strict=True))
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    """``(3,)``, ``(3, 2, 7)``; ``None`` (any length) written as ``n``."""
+    dims = ["n" if d is None else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _copy(value: Any) -> Any:
@@ -805,6 +866,253 @@ register_kind(
         doc="simulate neurons and plot their traces",
     ),
 )
+
+
+# ---------------------------------------------------------------------------------------------------
+# kind = "fit": integer words for an HH target (ndjax._e2e; SPEC 3)
+
+#: The issue's training and report currents (uA/cm^2): 2.5, 8, 12.5 and 17.5 are held out.
+FIT_CURRENTS_DEFAULT = (0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0)
+EVALUATE_CURRENTS_DEFAULT = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)
+#: Fewest report currents the fit never saw.
+MIN_HELD_OUT = 3
+
+
+def _same_current(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9)
+
+
+def _check_target(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    ena, ek = values["ena"], values["ek"]
+    if not ek < ena / 2:
+        yield (
+            "ek",
+            (f"expected ek < ena/2 = {ena / 2:g} mV (FitND fits the gates over ek..ena/2), got {ek!r}"),
+        )
+
+
+def _duplicates(name: str, currents: list[float]) -> Iterable[tuple[str, str]]:
+    for i, x in enumerate(currents):
+        for j in range(i):
+            if _same_current(x, currents[j]):
+                yield f"{name}[{i}]", f"duplicate current {x!r} (also {name}[{j}])"
+                break
+
+
+def _check_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    fit, evaluate = values["fit"], values["evaluate"]
+    if not fit:
+        yield "fit", "expected at least 1 training current, got an empty array"
+    yield from _duplicates("fit", fit)
+    yield from _duplicates("evaluate", evaluate)
+    held_out = [x for x in evaluate if not any(_same_current(x, f) for f in fit)]
+    if len(held_out) < MIN_HELD_OUT:
+        shown = ", ".join(_fmt(x) for x in held_out) or "none"
+        yield (
+            "evaluate",
+            (
+                f"expected at least {MIN_HELD_OUT} currents not in currents.fit (held out), "
+                f"got {len(held_out)} ({shown})"
+            ),
+        )
+
+
+def _trace_currents(scope: Scope) -> list[float]:
+    """Four report currents spread over the sorted ``currents.evaluate`` (all, if fewer)."""
+    evaluate = sorted(scope.parents[0]["currents"]["evaluate"])
+    n = len(evaluate)
+    if n <= 4:
+        return evaluate
+    picks = sorted({round(i * (n - 1) / 3) for i in range(4)})
+    return [evaluate[i] for i in picks]
+
+
+def _check_report(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    evaluate = scope.parents[0].get("currents", {}).get("evaluate")
+    if evaluate is None:  # invalid, already reported
+        return
+    traces = values["trace_currents"]
+    if not traces:
+        yield "trace_currents", "expected at least 1 current, got an empty array"
+    for i, x in enumerate(traces):
+        if not any(_same_current(x, e) for e in evaluate):
+            yield f"trace_currents[{i}]", f"expected one of currents.evaluate, got {x!r}"
+    yield from _duplicates("trace_currents", traces)
+
+
+FIT_TARGET = Table(
+    {
+        "gna": Key(
+            "float", 120.0, "sodium conductance, mS/cm^2 (classic units, before scaling)", ge=0, le=1000
+        ),
+        "gk": Key("float", 36.0, "potassium conductance, mS/cm^2", ge=0, le=1000),
+        "gl": Key("float", 0.3, "leak conductance, mS/cm^2", ge=0, le=100),
+        "ena": Key("float", 120.0, "sodium reversal, mV (rest at 0 mV)", ge=-200, le=200),
+        "ek": Key("float", -12.0, "potassium reversal, mV; < ena/2", ge=-200, le=200),
+        "el": Key("float", 10.6, "leak reversal, mV", ge=-200, le=200),
+        "scl_v": Key("float", 3.0, "voltage scale of the target (SPEC 1, 3)", gt=0, le=10),
+    },
+    doc="the HH model to fit: ndjax._e2e.make_target(...)",
+    checks=(_check_target,),
+)
+
+FIT_CHIP = Table(
+    {
+        "i_voltage": Key(
+            "float", 200e-9, "bias I_voltage, A (LSB of the reversal words)", ge=50e-9, le=400e-9
+        ),
+        "i_master": Key(
+            "float", 150e-9, "bias I_master, A (LSB of the conductance and rate words)", ge=50e-9, le=400e-9
+        ),
+        "v_ref": Key(
+            "float", 0.9, "reference voltage, V (where the chip puts the target's V_mean)", ge=0, le=1.8
+        ),
+        "i_ref": Key(
+            "float", 100e-9, "bias I_ref, A (recorded in words.json; no effect on the equations)", gt=0
+        ),
+        "capacitance_scaling": Key(
+            "float", 0.1, "factor on the 4 pF membrane capacitance (smaller: a faster chip)", gt=0
+        ),
+        "speedup": Key(
+            "float", 1.0, "chip speed over FitND's time scale (rate and g words grow by it)", gt=0
+        ),
+    },
+    doc="the chip's biases and time scale",
+)
+
+FIT_CURRENTS = Table(
+    {
+        "fit": Key(
+            "array",
+            list(FIT_CURRENTS_DEFAULT),
+            "HH currents the fit trains on, uA/cm^2",
+            shape=(None,),
+            ge=-100.0,
+            le=200.0,
+        ),
+        "evaluate": Key(
+            "array",
+            list(EVALUATE_CURRENTS_DEFAULT),
+            f"HH currents of the report, uA/cm^2; at least {MIN_HELD_OUT} not in fit",
+            shape=(None,),
+            ge=-100.0,
+            le=200.0,
+        ),
+    },
+    doc="applied currents (constant, from rest), uA/cm^2 of the HH target",
+    checks=(_check_currents,),
+)
+
+
+def _fit_words_default(name: str, cast: Callable[[Any], Any]) -> Derived:
+    """The default of ``ndjax._e2e.fit_words``'s keyword ``name``, so a config that leaves it out
+    follows the optimizer (the written ``config.toml`` records the value used)."""
+
+    def fn(scope: Scope) -> Any:
+        import inspect
+
+        from . import _e2e
+
+        return cast(inspect.signature(_e2e.fit_words).parameters[name].default)
+
+    return Derived(fn, f"fit_words's default {name}")
+
+
+FIT_OPTIMIZER = Table(
+    {
+        "es_generations": Key(
+            "int",
+            _fit_words_default("es_generations", int),
+            "calibration: evolution-strategy generations (0: skip)",
+            ge=0,
+            le=100_000,
+        ),
+        "es_population": Key(
+            "int",
+            _fit_words_default("es_population", int),
+            "calibration: candidates per generation",
+            ge=2,
+            le=100_000,
+        ),
+        "es_sigma": Key(
+            "float",
+            _fit_words_default("es_sigma", float),
+            "calibration: initial spread of the 13 log-factors",
+            gt=0,
+            le=10,
+        ),
+        "grad_steps": Key(
+            "int",
+            _fit_words_default("grad_steps", int),
+            "gradient stage: Adam steps (0: skip)",
+            ge=0,
+            le=1_000_000,
+        ),
+        "learning_rate": Key(
+            "float",
+            _fit_words_default("learning_rate", float),
+            "gradient stage: Adam step size, LSB per step",
+            gt=0,
+            le=1000,
+        ),
+        "grad_min_word": Key(
+            "float",
+            _fit_words_default("grad_min_word", float),
+            "gradient stage: only words of at least this many LSBs move",
+            ge=0,
+            le=1023,
+        ),
+        "polish_sweeps": Key(
+            "int",
+            _fit_words_default("polish_sweeps", int),
+            "integer polish: at most this many moves, +-1 LSB or +-3% of large words (0: skip)",
+            ge=0,
+            le=1_000_000,
+        ),
+        "n_save": Key(
+            "int",
+            _fit_words_default("n_save", int),
+            "voltage samples per trace during the fit",
+            ge=10,
+            le=10_000_000,
+        ),
+    },
+    doc="ndjax._e2e.fit_words(...) settings",
+)
+
+FIT_REPORT = Table(
+    {
+        "n_save": Key("int", 6000, "voltage samples per trace in the report", ge=10, le=10_000_000),
+        "trace_currents": Key(
+            "array",
+            Derived(_trace_currents, "4 currents spread over currents.evaluate"),
+            "currents drawn in traces.png (each one of currents.evaluate), uA/cm^2",
+            shape=(None,),
+            ge=-100.0,
+            le=200.0,
+        ),
+        "dpi": Key("int", 120, "resolution of the PNG files", ge=30, le=1200),
+    },
+    doc="evaluation and figures",
+    checks=(_check_report,),
+)
+
+FIT = Table(
+    {
+        **COMMON,
+        "span_ms": Key(
+            "float", 100.0, "simulated span of each current, ms of HH time (fit and report)", gt=0, le=1000
+        ),
+        "target": FIT_TARGET,
+        "chip": FIT_CHIP,
+        "currents": FIT_CURRENTS,
+        "optimizer": FIT_OPTIMIZER,
+        "report": FIT_REPORT,
+    },
+    doc="fit integer NeuroDyn words to an HH model, evaluate them on held-out currents",
+)
+
+register_kind("fit", FIT)
 
 
 # ---------------------------------------------------------------------------------------------------

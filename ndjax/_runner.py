@@ -12,7 +12,9 @@ anything else runs. The config is validated completely before any solve
 - what the experiment writes; for ``simulate``: ``results.json`` (per model:
   ok flag and failure reason, solver steps, spike count and times, firing
   rate), ``traces.npz`` (``model<i>_t``, ``model<i>_V``, ``_m``, ``_h``, ``_n``)
-  and ``traces*.png``.
+  and ``traces*.png``; for ``fit`` (:func:`prepare_fit`): ``words.json`` (the fitted
+  integer words and their settings, read back by :func:`ndjax._words_io.load_words`),
+  ``metrics.json``, ``traces.npz``, ``traces.png``, ``fi_curve.png`` and ``loss.png``.
 
 Exit status: 0 success, 1 a simulation failed (its results are still
 written), 2 a bad command line, config or output folder (nothing run).
@@ -39,7 +41,17 @@ import jax
 
 from ._config import ConfigError, dump_toml, load_config
 
-__all__ = ["main", "EXPERIMENTS", "Experiment", "register_experiment", "RunDir", "build_model", "BuiltModel"]
+__all__ = [
+    "main",
+    "EXPERIMENTS",
+    "Experiment",
+    "register_experiment",
+    "RunDir",
+    "build_model",
+    "BuiltModel",
+    "prepare_simulate",
+    "prepare_fit",
+]
 
 _PACKAGES = ("jax", "jaxlib", "diffrax", "optax", "numpy", "matplotlib")
 
@@ -302,6 +314,256 @@ def _run_simulate(cfg: dict, built: list[BuiltModel], run: RunDir) -> bool:
 
 
 register_experiment("simulate", prepare_simulate)
+
+
+# ---------------------------------------------------------------------------------------------------
+# kind = "fit"
+
+# history key of ndjax._e2e.fit_words -> (its key in FitOutcome.seconds, y label of loss.png)
+_FIT_STAGES: dict[str, tuple[str | None, str]] = {
+    "es": ("calibrate", "score (best so far)"),
+    "grad": ("gradient", "spike-time loss"),
+    "polish": ("polish", "score"),
+    "grad_score": (None, "score of the rounded words"),
+}
+
+
+def _say(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+def prepare_fit(cfg: dict) -> Callable[[RunDir], bool]:
+    """``kind = "fit"``: build the HH -> chip mapping (FitND; core errors surface here, before any solve)."""
+    import warnings
+
+    from . import _e2e
+
+    ch = cfg["chip"]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            target, words0 = _e2e.make_target(
+                **cfg["target"],
+                capacitance_scaling=ch["capacitance_scaling"],
+                i_voltage=ch["i_voltage"],
+                i_master=ch["i_master"],
+                v_ref=ch["v_ref"],
+                speedup=ch["speedup"],
+            )
+    except (ValueError, TypeError, ZeroDivisionError) as err:
+        raise ConfigError([("target", f"the classical fit (make_target) failed: {err}")]) from err
+    notes = [str(w.message) for w in caught]
+    return functools.partial(_run_fit, cfg, target, words0, notes)
+
+
+def _word_set_metrics(m: Any) -> dict:
+    return {
+        "chip_count": int(m.chip_count),
+        "chip_rate_hz": float(m.chip_rate),
+        "rate_error": float(m.rate_error),
+        "timing_error": float(m.timing_error),
+        "passed": bool(m.passed),
+    }
+
+
+def _fit_metrics(
+    cfg: dict, currents: list[float], held: list[bool], nnls: list, fitted: list, ok_fit: list, seconds: dict
+) -> dict:
+    rows = []
+    for i0, is_held, mn, mf, ok in zip(currents, held, nnls, fitted, ok_fit, strict=True):
+        rows.append(
+            {
+                "current_ua_cm2": float(i0),
+                "used_by_fit": not is_held,
+                "hh_count": int(mf.hh_count),
+                "hh_rate_hz": float(mf.hh_rate),
+                "nnls": _word_set_metrics(mn),
+                "fitted": {**_word_set_metrics(mf), "solve_ok": bool(ok)},
+            }
+        )
+
+    def passed(which: str, only_held: bool = False) -> int:
+        return sum(r[which]["passed"] for r in rows if not (only_held and r["used_by_fit"]))
+
+    return {
+        "kind": cfg["kind"],
+        "name": cfg["name"],
+        "criteria": {
+            "count": "|chip - HH| <= 1 spike",
+            "rate_error": "relative rate error <= 0.03 (null: infinite, only one side fires repetitively)",
+            "timing_error": "RMS spike-time error <= 0.05 of the HH ISI (null: infinite, no spikes to match)",
+        },
+        "span_ms": cfg["span_ms"],
+        "currents": rows,
+        "summary": {
+            "n_currents": len(rows),
+            "n_held_out": sum(held),
+            "passed": {"nnls": passed("nnls"), "fitted": passed("fitted")},
+            "passed_held_out": {"nnls": passed("nnls", True), "fitted": passed("fitted", True)},
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        },
+    }
+
+
+def _run_fit(cfg: dict, target: Any, words0: Any, notes: list[str], run: RunDir) -> bool:
+    """Fit the words, write words.json, evaluate both word sets, write metrics and figures."""
+    import numpy as np
+
+    from . import _e2e, plot
+    from ._words_io import save_words
+
+    for note in notes:
+        print(f"  note: {note}", flush=True)
+    span, opt, rep = cfg["span_ms"], cfg["optimizer"], cfg["report"]
+    fit_currents, evaluate = cfg["currents"]["fit"], cfg["currents"]["evaluate"]
+    print(
+        f"  target: scl_v {target.scl_v:g}, chip {target.scl_t:.4g} x faster than SI HH, "
+        f"V_mean {target.v_mean:.4g} V -> V_ref {target.v_ref:g} V; {len(fit_currents)} fit currents, "
+        f"{span:g} ms",
+        flush=True,
+    )
+    start = time.perf_counter()
+    outcome = _e2e.fit_words(
+        target,
+        words0,
+        fit_currents,
+        t_hh_ms=span,
+        n_save=opt["n_save"],
+        es_generations=opt["es_generations"],
+        es_population=opt["es_population"],
+        es_sigma=opt["es_sigma"],
+        grad_steps=opt["grad_steps"],
+        learning_rate=opt["learning_rate"],
+        polish_sweeps=opt["polish_sweeps"],
+        seed=cfg["seed"],
+        progress=_say,
+    )
+    seconds = {k: float(v) for k, v in outcome.seconds.items()}
+    seconds["fit_total"] = time.perf_counter() - start
+
+    dg, de, dib = outcome.words
+    save_words(
+        run.file("words.json"),
+        dg=dg,
+        dErev=de,
+        dIb=dib,
+        v_ref=target.v_ref,
+        i_voltage=target.i_voltage,
+        i_master=target.i_master,
+        i_ref=cfg["chip"]["i_ref"],
+        capacitance_scaling=target.capacitance_scaling,
+        scl_t=target.scl_t,
+        scl_v=target.scl_v,
+        v_mean=target.v_mean,
+        hh=target.hh,
+    )
+
+    print(f"  evaluating at {len(evaluate)} currents ({rep['n_save']} samples per trace)", flush=True)
+    t0 = time.perf_counter()
+    m_nnls, (_, _, v_nnls) = _e2e.evaluate_words(
+        target, outcome.nnls_words, evaluate, t_hh_ms=span, n_save=rep["n_save"], return_traces=True
+    )
+    m_fit, (ts_ms, v_hh, v_fit) = _e2e.evaluate_words(
+        target, outcome.words, evaluate, t_hh_ms=span, n_save=rep["n_save"], return_traces=True
+    )
+    seconds["evaluate"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - start
+    ts_ms, v_hh, v_nnls, v_fit = (np.asarray(x, dtype=float) for x in (ts_ms, v_hh, v_nnls, v_fit))
+    ok_fit = [bool(np.all(np.isfinite(v))) for v in v_fit]
+    ok_hh = [bool(np.all(np.isfinite(v))) for v in v_hh]
+    held = [not any(math.isclose(x, f, abs_tol=1e-9) for f in fit_currents) for x in evaluate]
+
+    metrics = _fit_metrics(cfg, evaluate, held, m_nnls, m_fit, ok_fit, seconds)
+    metrics["history"] = {k: [float(x) for x in v] for k, v in outcome.history.items()}
+    run.write_json("metrics.json", metrics)
+    run.write_npz(
+        "traces.npz",
+        {
+            "ts_ms": ts_ms,
+            "currents": np.asarray(evaluate),
+            "v_hh": v_hh,
+            "v_chip_nnls": v_nnls,
+            "v_chip_fitted": v_fit,
+        },
+    )
+
+    # figures
+    dpi = rep["dpi"]
+    held_out = [x for x, h in zip(evaluate, held, strict=True) if h]
+    pick = [
+        next(i for i, e in enumerate(evaluate) if math.isclose(x, e, abs_tol=1e-9))
+        for x in rep["trace_currents"]
+    ]
+    fig = plot.plot_fit_traces(
+        ts_ms,
+        [evaluate[i] for i in pick],
+        v_hh[pick],
+        v_fit[pick],
+        held_out=held_out,
+        counts=[(m_fit[i].hh_count, m_fit[i].chip_count) for i in pick],
+        threshold=target.threshold,
+        chip_label="fitted chip",
+        title=f"{cfg['name']}: HH vs fitted chip",
+    )
+    run.save_figure("traces.png", fig, dpi=dpi)
+    rates = {
+        "HH": [m.hh_rate for m in m_fit],
+        "chip, NNLS words rounded": [m.chip_rate for m in m_nnls],
+        "chip, fitted words": [m.chip_rate for m in m_fit],
+    }
+    fig = plot.plot_fi_curves(evaluate, rates, held_out=held_out, title=f"{cfg['name']}: F-I curves")
+    run.save_figure("fi_curve.png", fig, dpi=dpi)
+    stages = {k: list(v) for k, v in outcome.history.items()}
+    stage_seconds, ylabels = {}, {}
+    for k in stages:
+        name, ylabel = _FIT_STAGES.get(k, (k, "objective"))
+        ylabels[k] = ylabel
+        if name in seconds:
+            stage_seconds[k] = seconds[name]
+    fig = plot.plot_loss_history(
+        stages,
+        seconds=stage_seconds,
+        ylabels=ylabels,
+        title=f"{cfg['name']}: objective per stage",
+    )
+    run.save_figure("loss.png", fig, dpi=dpi)
+
+    _print_fit_table(metrics)
+    ok = all(ok_fit) and all(ok_hh)
+    if not ok:
+        print("  a solve failed (non-finite voltage): see solve_ok in metrics.json", flush=True)
+    return ok
+
+
+def _print_fit_table(metrics: dict) -> None:
+    def err(x: float) -> str:
+        return "inf" if not math.isfinite(x) else f"{100 * x:.1f}%"
+
+    print(
+        f"  {'I (uA/cm^2)':>11}  {'':8}  {'HH':>3}  {'NNLS':>4}  {'fitted':>6}  {'rate err':>8}  "
+        f"{'timing err':>10}  pass",
+        flush=True,
+    )
+    for r in metrics["currents"]:
+        f = r["fitted"]
+        used = "fit" if r["used_by_fit"] else "held out"
+        print(
+            f"  {r['current_ua_cm2']:>11g}  {used:8}  {r['hh_count']:>3}  "
+            f"{r['nnls']['chip_count']:>4}  {f['chip_count']:>6}  {err(f['rate_error']):>8}  "
+            f"{err(f['timing_error']):>10}  {'yes' if f['passed'] else 'no'}",
+            flush=True,
+        )
+    s = metrics["summary"]
+    sec = ", ".join(f"{k} {v:.1f} s" for k, v in s["seconds"].items())
+    print(
+        f"  passed: fitted {s['passed']['fitted']}/{s['n_currents']} "
+        f"({s['passed_held_out']['fitted']}/{s['n_held_out']} held out), NNLS-rounded "
+        f"{s['passed']['nnls']}/{s['n_currents']}; {sec}",
+        flush=True,
+    )
+
+
+register_experiment("fit", prepare_fit)
 
 
 # ---------------------------------------------------------------------------------------------------

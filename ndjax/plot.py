@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -20,7 +20,16 @@ from jax.typing import ArrayLike
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["TracePanel", "plot_traces", "plot_gate_fits", "close", "units"]
+__all__ = [
+    "TracePanel",
+    "plot_traces",
+    "plot_gate_fits",
+    "plot_fit_traces",
+    "plot_fi_curves",
+    "plot_loss_history",
+    "close",
+    "units",
+]
 
 
 class TracePanel(NamedTuple):
@@ -170,6 +179,180 @@ def plot_gate_fits(
             ax.set_ylabel(f"{names[k]}{unit}")
             ax.set_xlabel("V (V)")
     axes[0, 0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _held_out_mask(currents: np.ndarray, held_out: Sequence[float] | None) -> np.ndarray:
+    if held_out is None:
+        return np.zeros(currents.shape, dtype=bool)
+    held = np.asarray(held_out, dtype=float)
+    return np.isclose(currents[:, None], held[None, :], rtol=0.0, atol=1e-9).any(axis=1)
+
+
+def plot_fit_traces(
+    ts_ms: ArrayLike,
+    currents: ArrayLike,
+    v_hh: ArrayLike,
+    v_chip: ArrayLike,
+    *,
+    held_out: Sequence[float] | None = None,
+    counts: Sequence[tuple[int, int]] | None = None,
+    threshold: float | None = None,
+    chip_label: str = "chip",
+    title: str | None = None,
+    width: float = 8.0,
+    panel_height: float = 2.2,
+) -> Figure:
+    """An HH target and a chip fitted to it, overlaid, one stacked panel per current.
+
+    Args:
+        ts_ms: (T,) times, ms of HH time.
+        currents: (C,) applied HH currents, uA/cm^2 (panel titles).
+        v_hh: (C, T) HH voltage, V (the scaled SI target's frame, rest at 0).
+        v_chip: (C, T) chip voltage shifted into the HH frame, V; non-finite
+            samples (a failed solve) are left out.
+        held_out: currents the fit never saw (marked "held out" in the title).
+        counts: per panel ``(hh_spikes, chip_spikes)`` for the right-hand title.
+        threshold: spike threshold (V) drawn as a dashed line.
+        chip_label: legend entry of the chip.
+        title: figure title.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    t = np.asarray(ts_ms, dtype=float)
+    cur = np.atleast_1d(np.asarray(currents, dtype=float))
+    vh = np.atleast_2d(np.asarray(v_hh, dtype=float))
+    vc = np.atleast_2d(np.asarray(v_chip, dtype=float))
+    if vh.shape != (cur.size, t.size) or vc.shape != vh.shape:
+        raise ValueError(
+            f"v_hh and v_chip must have shape (n_currents, n_times) = {(cur.size, t.size)}, "
+            f"got {vh.shape} and {vc.shape}"
+        )
+    if cur.size == 0:
+        raise ValueError("plot_fit_traces needs at least one current")
+    held = _held_out_mask(cur, held_out)
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        cur.size,
+        1,
+        figsize=(width, panel_height * cur.size + 0.5),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
+    for k, ax in enumerate(axes[:, 0]):
+        good = np.isfinite(vc[k])
+        ax.plot(t, vh[k], lw=1.4, color="C0", label="HH")
+        ax.plot(t[good], vc[k][good], lw=1.0, color="C1", ls="--", label=chip_label)
+        if threshold is not None:
+            ax.axhline(threshold, color="0.6", lw=0.7, ls=":")
+        tag = "held out" if held[k] else "fit"
+        ax.set_title(f"{cur[k]:g} uA/cm^2 ({tag})", loc="left", fontsize="medium")
+        if counts is not None:
+            n_hh, n_chip = counts[k]
+            ax.set_title(
+                f"spikes: HH {n_hh}, {chip_label} {n_chip}", loc="right", fontsize="small", color="0.3"
+            )
+        ax.set_ylabel("V (V, HH frame)")
+        if t.size > 1:
+            ax.set_xlim(t[0], t[-1])
+    axes[0, 0].legend(fontsize="small", loc="upper right")
+    axes[-1, 0].set_xlabel("time (ms, HH time)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_fi_curves(
+    currents: ArrayLike,
+    rates: Mapping[str, ArrayLike],
+    *,
+    held_out: Sequence[float] | None = None,
+    ylabel: str = "firing rate (Hz, HH time)",
+    title: str | None = None,
+) -> Figure:
+    """Firing rate against applied current, one line per model.
+
+    Args:
+        currents: (C,) applied HH currents, uA/cm^2 (any order; drawn sorted).
+        rates: model name -> (C,) firing rates (non-finite entries left out).
+        held_out: currents the fit never saw: drawn with open markers.
+        ylabel, title: axis label and figure title.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    cur = np.atleast_1d(np.asarray(currents, dtype=float))
+    if not rates:
+        raise ValueError("plot_fi_curves needs at least one curve")
+    order = np.argsort(cur, kind="stable")
+    held = _held_out_mask(cur, held_out)[order]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
+    styles = ("-", "--", ":", "-.")
+    for k, (name, r) in enumerate(rates.items()):
+        r = np.atleast_1d(np.asarray(r, dtype=float))
+        if r.shape != cur.shape:
+            raise ValueError(f"rates[{name!r}] must have shape {cur.shape}, got {r.shape}")
+        x, y = cur[order], r[order]
+        good = np.isfinite(y)
+        color = f"C{k}"
+        ax.plot(x[good], y[good], ls=styles[k % len(styles)], color=color, lw=1.3, label=name)
+        ax.plot(x[good & ~held], y[good & ~held], "o", color=color, ms=5)
+        ax.plot(x[good & held], y[good & held], "o", mfc="white", mec=color, ms=6)
+    if held.any():
+        ax.plot([], [], "o", mfc="white", mec="0.3", label="held-out current")
+        ax.plot([], [], "o", color="0.3", label="fit current")
+    ax.set_xlabel("applied current (uA/cm^2)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_loss_history(
+    history: Mapping[str, Sequence[float]],
+    *,
+    seconds: Mapping[str, float] | None = None,
+    ylabels: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Objective against iteration, one panel per optimisation stage (their objectives differ).
+
+    Args:
+        history: stage name -> objective values in order (an empty stage is drawn as "skipped").
+        seconds: stage name -> wall time, added to the panel title.
+        ylabels: stage name -> y-axis label (default "objective").
+        title: figure title.
+
+    Returns:
+        The matplotlib ``Figure``; axes with positive values only are log-scaled.
+    """
+    if not history:
+        raise ValueError("plot_loss_history needs at least one stage")
+    plt = _pyplot()
+    n = len(history)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.4, 3.4), squeeze=False, layout="constrained")
+    for k, (ax, (stage, values)) in enumerate(zip(axes[0], history.items(), strict=True)):
+        y = np.asarray(values, dtype=float)
+        label = stage
+        if seconds is not None and stage in seconds:
+            label += f" ({seconds[stage]:.1f} s)"
+        ax.set_title(label, loc="left", fontsize="medium")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel((ylabels or {}).get(stage, "objective"))
+        good = np.isfinite(y)
+        if not good.any():
+            ax.text(0.5, 0.5, "skipped", ha="center", va="center", transform=ax.transAxes, color="0.4")
+            continue
+        x = np.arange(y.size)
+        ax.plot(x[good], y[good], ".-", color=f"C{k}", lw=1.0, ms=3)
+        if np.all(y[good] > 0) and y[good].max() > 3 * y[good].min():
+            ax.set_yscale("log")
     if title:
         fig.suptitle(title)
     return fig

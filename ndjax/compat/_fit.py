@@ -152,6 +152,53 @@ class FitND:
         """Chip current for a model current density ``I0`` (A/cm^2): ``I0 scl_v / s / C_ratio``."""
         return I0 * self.scl_v / self._require_fit() / self.C_ratio
 
+    def fit_end_to_end(
+        self,
+        currents=(0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0),
+        *,
+        V_ref: float = 0.9,
+        t_hh_ms: float = 100.0,
+        speedup: float = 1.0,
+        progress=print,
+        **settings,
+    ) -> dict:
+        """Integer words that make the chip spike like the model (``ndjax._e2e.fit_words``).
+
+        Starts from this object's NNLS fit and chip settings (``I_voltage``,
+        ``I_master``, ``capacitance_scaling``; a small ``capacitance_scaling``
+        such as 0.1 gives the rate words the LSBs they need).
+
+        Args:
+            currents: model currents (uA/cm^2) the fit trains on.
+            V_ref: the chip's reference voltage.
+            t_hh_ms: span of each current, ms of model time.
+            speedup: extra chip speed over this object's time scale.
+            progress: called with progress lines (``None``: silent).
+            **settings: passed to :func:`ndjax._e2e.fit_words`.
+
+        Returns:
+            A dict like ``words.json``: ``dg``, ``dErev``, ``dIb`` (integer arrays),
+            ``V_ref``, ``I_voltage``, ``I_master``, ``capacitance_scaling``,
+            ``scl_t``, ``scl_v``, and ``outcome`` (the full :class:`FitOutcome`).
+            Feed the chip ``I0 * scl_v * scl_t * 4 pF * capacitance_scaling / C_HH``
+            for a model current ``I0``.
+        """
+        from .. import _e2e
+
+        hh = self.hh
+        scl_t_model = float(getattr(hh, "scl_t", 1.0))
+        target, words0 = _e2e.make_target(
+            gna=hh.gna / scl_t_model * 1e3, gk=hh.gk / scl_t_model * 1e3, gl=hh.gl / scl_t_model * 1e3,
+            ena=hh.Ena / self.scl_v * 1e3, ek=hh.Ek / self.scl_v * 1e3, el=hh.El / self.scl_v * 1e3,
+            scl_v=self.scl_v, capacitance_scaling=self.capacitance_scaling, i_voltage=self.I_voltage,
+            i_master=self.I_master, v_ref=V_ref, speedup=speedup,
+        )  # fmt: skip
+        out = _e2e.fit_words(target, words0, currents, t_hh_ms=t_hh_ms, progress=progress, **settings)
+        dg, de, dib = out.words
+        return dict(dg=dg, dErev=de, dIb=dib, V_ref=V_ref, I_voltage=self.I_voltage, I_master=self.I_master,
+                    capacitance_scaling=self.capacitance_scaling, scl_t=target.scl_t, scl_v=self.scl_v,
+                    outcome=out)  # fmt: skip
+
     @staticmethod
     def _warn(message: str) -> None:
         warnings.warn(message, stacklevel=4)

@@ -1,0 +1,294 @@
+"""Acceptance measurement of the end-to-end fit (ndjax._e2e; SPEC 3, 4).
+
+For each target, ``make_target`` + ``fit_words`` on the fit currents, then ``evaluate_words`` of the
+NNLS-rounded words and of the fitted words at the evaluation currents, four of which the fit never
+sees. A current passes when the chip fires the HH spike count +-1, its firing rate is within 3% of
+HH's and its RMS spike-time error is at most 5% of the HH ISI. The fit of the guide's case should take
+under 3 minutes. This is a measurement: it exits 0 whether or not the criteria are met (1 only if a
+target could not be run at all).
+
+Targets (the chip's biases, time scale, span, optimizer settings and seed come from
+``experiments/fit_hh.toml``, or ``--config``):
+
+- ``guide``: the guide's case, HH defaults, scl_v = 3;
+- ``conductances``: gna 96 (-20%), gk 45 (+25%), gl 0.3;
+- ``sclv25``: HH defaults, scl_v = 2.5.
+
+Usage::
+
+    python experiments/fit_acceptance.py [--targets guide,conductances,sclv25] [--quick] [--out DIR]
+
+``--quick`` uses tiny settings (a smoke test of the script, not a measurement); ``--out DIR`` writes
+``DIR/fit_acceptance.json`` with every number printed and the fitted words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # an entry point: float64 before ndjax computes anything
+
+from ndjax import _e2e  # noqa: E402
+from ndjax._config import load_config  # noqa: E402
+
+FIT_CURRENTS = (0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0)  # uA/cm^2
+EVAL_CURRENTS = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)  # 2.5, 8, 12.5, 17.5 held out
+COUNT_TOL = 1  # spikes
+RATE_TOL = 0.03  # relative
+TIMING_TOL = 0.05  # RMS spike-time error / HH ISI
+TIME_BUDGET_S = 180.0  # fit wall time of the guide's case
+
+TARGETS = {
+    "guide": ("the guide's case: HH defaults, scl_v = 3", {}),
+    "conductances": ("gna 96 (-20%), gk 45 (+25%), gl 0.3", {"gna": 96.0, "gk": 45.0, "gl": 0.3}),
+    "sclv25": ("HH defaults, scl_v = 2.5", {"scl_v": 2.5}),
+}
+
+QUICK = {
+    "optimizer": {
+        "es_generations": 2,
+        "es_population": 6,
+        "grad_steps": 2,
+        "polish_sweeps": 2,
+        "n_save": 900,
+    },
+    "span_ms": 30.0,
+    "eval_n_save": 900,
+}
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "fit_hh.toml"
+
+
+def passes(m: _e2e.CurrentMetrics) -> tuple[bool, bool, bool]:
+    """(count, rate, timing) verdicts of one current against the acceptance criteria."""
+    return (
+        abs(m.chip_count - m.hh_count) <= COUNT_TOL,
+        m.rate_error <= RATE_TOL,
+        m.timing_error <= TIMING_TOL,
+    )
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None  # strict JSON: inf -> null
+
+
+def _row(m: _e2e.CurrentMetrics) -> dict:
+    ok = passes(m)
+    return {
+        "chip_count": int(m.chip_count),
+        "chip_rate_hz": _num(m.chip_rate),
+        "rate_error": _num(m.rate_error),
+        "timing_error": _num(m.timing_error),
+        "pass_count": ok[0],
+        "pass_rate": ok[1],
+        "pass_timing": ok[2],
+        "passed": all(ok),
+    }
+
+
+def _pct(x: float) -> str:
+    return "inf" if not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
+    """Fit one target and evaluate both word sets; returns the JSON-ready result."""
+    chip, opt = settings["chip"], settings["optimizer"]
+    t0 = time.perf_counter()
+    target, words0 = _e2e.make_target(
+        **{**settings["target"], **hh},
+        capacitance_scaling=chip["capacitance_scaling"],
+        i_voltage=chip["i_voltage"],
+        i_master=chip["i_master"],
+        v_ref=chip["v_ref"],
+        speedup=chip["speedup"],
+    )
+    t_target = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    outcome = _e2e.fit_words(
+        target,
+        words0,
+        list(FIT_CURRENTS),
+        t_hh_ms=settings["span_ms"],
+        seed=settings["seed"],
+        progress=lambda msg: say(f"    {msg}"),
+        **opt,
+    )
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kw = dict(t_hh_ms=settings["span_ms"], n_save=settings["eval_n_save"])
+    m_nnls = _e2e.evaluate_words(target, outcome.nnls_words, list(EVAL_CURRENTS), **kw)
+    m_fit = _e2e.evaluate_words(target, outcome.words, list(EVAL_CURRENTS), **kw)
+    t_eval = time.perf_counter() - t0
+    rows = []
+    for i0, mn, mf in zip(EVAL_CURRENTS, m_nnls, m_fit, strict=True):
+        held = not any(math.isclose(i0, f, abs_tol=1e-9) for f in FIT_CURRENTS)
+        rows.append(
+            {
+                "current_ua_cm2": i0,
+                "held_out": held,
+                "hh_count": int(mf.hh_count),
+                "hh_rate_hz": _num(mf.hh_rate),
+                "nnls": _row(mn),
+                "fitted": _row(mf),
+            }
+        )
+    return {
+        "name": name,
+        "label": TARGETS[name][0],
+        "hh": target.hh,
+        "scl_v": target.scl_v,
+        "scl_t": target.scl_t,
+        "seconds": {
+            "make_target": round(t_target, 3),
+            **{k: round(float(v), 3) for k, v in outcome.seconds.items()},
+            "fit_total": round(t_fit, 3),
+            "evaluate": round(t_eval, 3),
+        },
+        "rows": rows,
+        "words": {k: w.tolist() for k, w in zip(("dg", "dErev", "dIb"), outcome.words, strict=True)},
+        "nnls_words": {
+            k: w.tolist() for k, w in zip(("dg", "dErev", "dIb"), outcome.nnls_words, strict=True)
+        },
+    }
+
+
+def print_table(res: dict) -> None:
+    sec = res["seconds"]
+    stages = ", ".join(
+        f"{k} {v:.1f} s" for k, v in sec.items() if k not in ("make_target", "fit_total", "evaluate")
+    )
+    print(
+        f"  scl_t {res['scl_t']:.4g}; fit {sec['fit_total']:.1f} s ({stages}); "
+        f"make_target {sec['make_target']:.1f} s, evaluation {sec['evaluate']:.1f} s"
+    )
+    head = f"  {'I':>5}  {'':8}  {'HH':>3} | {'NNLS-rounded chip':^32} | {'fitted chip':^32} |"
+    sub = (
+        f"  {'':>5}  {'':8}  {'':>3} |" + f" {'n':>3}  {'rate err':>8}  {'timing err':>10}  {'pass':>5} |" * 2
+    )
+    print(head)
+    print(sub)
+    for r in res["rows"]:
+        cells = []
+        for which in ("nnls", "fitted"):
+            c = r[which]
+            rate = math.inf if c["rate_error"] is None else c["rate_error"]
+            timing = math.inf if c["timing_error"] is None else c["timing_error"]
+            verdict = "PASS" if c["passed"] else "fail"
+            cells.append(f" {c['chip_count']:>3}  {_pct(rate):>8}  {_pct(timing):>10}  {verdict:>5} |")
+        tag = "held out" if r["held_out"] else "fit"
+        print(f"  {r['current_ua_cm2']:>5g}  {tag:8}  {r['hh_count']:>3} |" + "".join(cells))
+    n = len(res["rows"])
+    held = [r for r in res["rows"] if r["held_out"]]
+    fit_pass = sum(r["fitted"]["passed"] for r in res["rows"])
+    held_pass = sum(r["fitted"]["passed"] for r in held)
+    nnls_pass = sum(r["nnls"]["passed"] for r in res["rows"])
+    print(f"  passed: fitted {fit_pass}/{n} ({held_pass}/{len(held)} held out), NNLS-rounded {nnls_pass}/{n}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--targets",
+        default="guide,conductances,sclv25",
+        help=f"comma-separated, from {', '.join(TARGETS)} (default: all)",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test, not a measurement")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="write DIR/fit_acceptance.json")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="kind = 'fit' config giving chip, span, optimizer and seed (default: fit_hh.toml)",
+    )
+    args = parser.parse_args(argv)
+    names = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TARGETS]
+    if unknown or not names:
+        parser.error(
+            f"--targets: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(TARGETS)}"
+        )
+
+    cfg = load_config(args.config)
+    if cfg["kind"] != "fit":
+        parser.error(f"--config: expected a kind = 'fit' config, got kind = {cfg['kind']!r}")
+    settings = {
+        "target": cfg["target"],
+        "chip": cfg["chip"],
+        "optimizer": dict(cfg["optimizer"]),
+        "span_ms": cfg["span_ms"],
+        "eval_n_save": cfg["report"]["n_save"],
+        "seed": cfg["seed"],
+    }
+    if args.quick:
+        settings["optimizer"].update(QUICK["optimizer"])
+        settings["span_ms"] = QUICK["span_ms"]
+        settings["eval_n_save"] = QUICK["eval_n_save"]
+
+    print(f"fit acceptance{' (QUICK: tiny settings, not a measurement)' if args.quick else ''}")
+    print(f"  chip {settings['chip']}; span {settings['span_ms']:g} ms; seed {settings['seed']}")
+    print(f"  optimizer {settings['optimizer']}")
+    print(f"  fit currents {list(FIT_CURRENTS)}; evaluation currents {list(EVAL_CURRENTS)} (uA/cm^2)")
+    criteria = f"count +-{COUNT_TOL}, rate error <= {RATE_TOL:.0%}, RMS timing <= {TIMING_TOL:.0%} of the ISI"
+    print(f"  pass: {criteria}")
+    results, failed = [], []
+    for name in names:
+        label, hh = TARGETS[name]
+        print(f"\n== {name}: {label} ==", flush=True)
+        try:
+            res = run_target(name, hh, settings, say=lambda m: print(m, flush=True))
+        except Exception:  # a broken target must not lose the others' measurements
+            traceback.print_exc()
+            failed.append(name)
+            results.append({"name": name, "label": label, "error": traceback.format_exc()})
+            continue
+        print_table(res)
+        results.append(res)
+
+    print("\n== summary ==")
+    for res in results:
+        if "error" in res:
+            print(f"  {res['name']:13} ERROR (see above)")
+            continue
+        n = len(res["rows"])
+        ok = sum(r["fitted"]["passed"] for r in res["rows"])
+        held = [r for r in res["rows"] if r["held_out"]]
+        t = res["seconds"]["fit_total"]
+        budget = ""
+        if res["name"] == "guide":
+            budget = f" (budget {TIME_BUDGET_S:.0f} s: {'met' if t < TIME_BUDGET_S else 'MISSED'})"
+        held_ok = sum(r["fitted"]["passed"] for r in held)
+        print(
+            f"  {res['name']:13} fitted {ok}/{n} pass ({held_ok}/{len(held)} held out); fit {t:.1f} s{budget}"
+        )
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / "fit_acceptance.json"
+        doc = {
+            "quick": args.quick,
+            "settings": settings,
+            "fit_currents": list(FIT_CURRENTS),
+            "eval_currents": list(EVAL_CURRENTS),
+            "criteria": {
+                "count_tol": COUNT_TOL,
+                "rate_tol": RATE_TOL,
+                "timing_tol": TIMING_TOL,
+                "time_budget_s": TIME_BUDGET_S,
+            },
+            "devices": [str(d) for d in jax.devices()],
+            "targets": results,
+        }
+        path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"\nwrote {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

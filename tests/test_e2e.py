@@ -1,0 +1,86 @@
+"""End-to-end fit: straight-through quantisation, differentiable spike times, the fit itself."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import central_difference
+
+import ndjax as nd
+from ndjax import _e2e as E
+from ndjax._analysis import crossing_times
+from ndjax._quantize import clip_ste, quantize_ste, round_ste
+
+
+def test_round_ste_forward_rounds_backward_identity():
+    x = jnp.asarray([-1.6, -0.4, 0.49, 0.51, 2.5, 1022.7])
+    np.testing.assert_array_equal(round_ste(x), jnp.round(x))
+    np.testing.assert_array_equal(
+        jax.grad(lambda x: jnp.sum(round_ste(x) * jnp.arange(6.0)))(x), np.arange(6.0)
+    )
+
+
+def test_clip_ste_and_quantize_ste_stay_in_range_with_identity_gradient():
+    x = jnp.asarray([-5.0, 0.2, 700.6, 1500.0])
+    np.testing.assert_array_equal(clip_ste(x, 0.0, 1023.0), [0.0, 0.2, 700.6, 1023.0])
+    np.testing.assert_array_equal(quantize_ste(x, "dIb"), [0.0, 0.0, 701.0, 1023.0])
+    np.testing.assert_array_equal(quantize_ste(jnp.asarray([-2000.0, 3.4]), "dErev"), [-1023.0, 3.0])
+    np.testing.assert_array_equal(jax.grad(lambda x: jnp.sum(quantize_ste(x, "dg")))(x), np.ones(4))
+
+
+def test_crossing_times_interpolate_and_differentiate():
+    ts = jnp.linspace(0.0, 1.0, 101)
+    v = jnp.sin(2 * jnp.pi * 3 * ts)  # upward crossings of 0.5 at 1/36 + k/3
+    t, n = crossing_times(ts, v, 0.5, 0.2, 5)
+    assert int(n) == 3
+    np.testing.assert_allclose(np.asarray(t[:3]), 1 / 36 + np.arange(3) / 3, atol=2e-4)
+    np.testing.assert_array_equal(np.asarray(t[3:]), 1.0)  # padding
+
+    def first(shift):
+        return crossing_times(ts, v + shift[0], 0.5, 0.2, 5)[0][0]
+
+    g = float(jax.grad(first)(jnp.zeros(1))[0])
+    fd = central_difference(lambda s: first(jnp.asarray(s)), [0.0], 0, 1e-4)
+    assert g == pytest.approx(fd, rel=1e-6)
+    assert g < 0  # raising the voltage brings the crossing earlier
+
+
+def test_compare_spikes_metrics():
+    hh = [np.array([1.0, 11.0, 21.0]), np.array([2.0])]
+    same = E.compare_spikes(hh, hh, [10.0, 0.0])
+    assert all(m.passed and m.rate_error == 0 and m.timing_error == 0 for m in same)
+    late = E.compare_spikes(hh, [np.array([1.5, 11.5, 21.5]), np.array([2.0, 30.0])], [10.0, 0.0])
+    assert late[0].timing_error == pytest.approx(0.05) and late[0].rate_error == 0
+    assert not late[0].passed  # 5% of the ISI is not under 5%
+    assert late[1].rate_error == np.inf and not late[1].passed  # repetitive where HH fires once
+
+
+def test_target_mapping_is_the_spec_one():
+    target, words = E.make_target(capacitance_scaling=1.0)
+    fit = nd.FitND(nd.HHModel(scl_v=3, SI_units=True))
+    w = fit.fitHH()
+    assert target.scl_t == pytest.approx(fit.get_scl_t(), rel=1e-12)
+    np.testing.assert_allclose(np.round(words.e_rev), fit.get_digital_E([0.12, -0.012, 0.0106]))
+    np.testing.assert_allclose(np.round(words.g), fit.get_digital_g([0.12, 0.036, 0.0003]))
+    np.testing.assert_allclose(
+        words.i_b, np.minimum(fit.get_analog_Ib(w) / (150e-9 / 1024), 1023), rtol=1e-12
+    )
+    assert target.chip_current(8e-6) == pytest.approx(fit.convert_I(8e-6), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_short_fit_lowers_its_objective_and_returns_words_in_range():
+    target, words0 = E.make_target()
+    out = E.fit_words(target, words0, [0.0, 10.0, 20.0], t_hh_ms=40.0, n_save=800, es_generations=4,
+                      es_population=8, grad_steps=3, polish_sweeps=2, progress=None)  # fmt: skip
+    assert out.history["es"][-1] < out.history["es"][0]
+    assert out.history["polish"][-1] <= out.history["es"][-1]
+    assert all(np.isfinite(out.history["grad"]))
+    dg, de, dib = out.words
+    assert dg.shape == (3,) and de.shape == (3,) and dib.shape == (3, 2, 7)
+    assert dg.dtype.kind == "i" and dg.min() >= 0 and dg.max() <= 1023
+    assert de.min() >= -1023 and de.max() <= 1023 and dib.min() >= 0 and dib.max() <= 1023
+    # the returned words are a chip ndjax accepts, and the NNLS-rounded words are kept beside them
+    nd.NeuroDynModel(dg, de, dib, 0.9, target.i_voltage, target.i_master,
+                     capacitance_scaling=target.capacitance_scaling)  # fmt: skip
+    assert len(out.nnls_words) == 3
