@@ -79,7 +79,7 @@ so the validated config is complete and can be written back
     v_ref = 0.9                  # V, 0..1.8
     i_ref = 100e-9               # A (recorded; no effect on the equations)
     capacitance_scaling = 0.1    # > 0
-    speedup = 1.0                # > 0: chip speed over FitND's time scale
+    speedup = "auto"             # > 0: chip speed over FitND's time scale, or "auto"
 
     [currents]                   # uA/cm^2, constant, from rest; each in -100..200, no duplicates
     fit = [0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0]
@@ -974,7 +974,12 @@ FIT_CHIP = Table(
             "float", 0.1, "factor on the 4 pF membrane capacitance (smaller: a faster chip)", gt=0
         ),
         "speedup": Key(
-            "float", 1.0, "chip speed over FitND's time scale (rate and g words grow by it)", gt=0
+            "float",
+            "auto",
+            "chip speed over FitND's time scale (rate and g words grow by it), or 'auto': the largest"
+            " conductance word at 1023",
+            gt=0,
+            literals=("auto",),
         ),
     },
     doc="the chip's biases and time scale",

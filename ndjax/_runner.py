@@ -348,7 +348,7 @@ def prepare_fit(cfg: dict) -> Callable[[RunDir], bool]:
                 i_voltage=ch["i_voltage"],
                 i_master=ch["i_master"],
                 v_ref=ch["v_ref"],
-                speedup=ch["speedup"],
+                speedup=None if ch["speedup"] == "auto" else ch["speedup"],
             )
     except (ValueError, TypeError, ZeroDivisionError) as err:
         raise ConfigError([("target", f"the classical fit (make_target) failed: {err}")]) from err

@@ -158,7 +158,7 @@ class FitND:
         *,
         V_ref: float = 0.9,
         t_hh_ms: float = 100.0,
-        speedup: float = 1.0,
+        speedup: float | None = None,
         progress=print,
         **settings,
     ) -> dict:
@@ -172,7 +172,8 @@ class FitND:
             currents: model currents (uA/cm^2) the fit trains on.
             V_ref: the chip's reference voltage.
             t_hh_ms: span of each current, ms of model time.
-            speedup: extra chip speed over this object's time scale.
+            speedup: extra chip speed over this object's time scale (``None``: the
+                largest conductance word at 1023, see :func:`ndjax._e2e.make_target`).
             progress: called with progress lines (``None``: silent).
             **settings: passed to :func:`ndjax._e2e.fit_words`.
 
