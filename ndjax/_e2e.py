@@ -53,7 +53,15 @@ from ._neurodyn import NDChip, NDWords, chip_params, nd_biases, nd_constants, no
 from ._quantize import WORD_RANGES, clip_ste
 from ._simulate import HH, NEURODYN, simulate
 
-__all__ = ["Target", "make_target", "FitOutcome", "fit_words", "evaluate_words", "CurrentMetrics"]
+__all__ = [
+    "Target",
+    "make_target",
+    "make_targets",
+    "FitOutcome",
+    "fit_words",
+    "evaluate_words",
+    "CurrentMetrics",
+]
 
 C_HH = 1e-6  # F/cm^2 (1 uF/cm^2)
 C_BASE = 4e-12  # F, C_ND before capacitance_scaling
@@ -171,6 +179,18 @@ def make_target(
         i_b=jnp.clip(jnp.asarray(dib), 0, 1023),
     )
     return target, words
+
+
+def make_targets(speedup: float | str = "auto", **kwargs) -> list[tuple[Target, NDWords]]:
+    """Time-scale candidates for :func:`fit_words`: ``speedup="auto"`` gives FitND's own
+    time scale and the one with the largest conductance word at 1023 (one pair if they
+    coincide); a number gives that one. Other arguments as :func:`make_target`."""
+    if speedup != "auto":
+        return [make_target(speedup=float(speedup), **kwargs)]
+    pairs = [make_target(speedup=1.0, **kwargs), make_target(speedup=None, **kwargs)]
+    if abs(pairs[1][0].scl_t / pairs[0][0].scl_t - 1) < 0.01:
+        pairs = pairs[:1]
+    return pairs
 
 
 # ---- simulation of both sides ------------------------------------------------------------------
@@ -426,6 +446,7 @@ def fit_words(
     polish_sweeps: int = 40,
     seed: int = 0,
     progress: Callable[[str], None] | None = print,
+    alternatives: Sequence[tuple[Target, NDWords]] = (),
 ) -> FitOutcome:
     """Find integer words that make the chip spike like the HH target (module docstring).
 
@@ -440,44 +461,68 @@ def fit_words(
         polish_sweeps: at most this many +-1 LSB moves in the integer polish.
         seed: seeds the evolution strategy.
         progress: called with a one-line report now and then (``None``: silent).
+        alternatives: more ``(target, words0)`` pairs (other time scales of the same
+            model, see :func:`make_targets`); each is calibrated, and the one with the
+            best training score goes on to the later stages.
 
     Returns:
-        :class:`FitOutcome`.
+        :class:`FitOutcome` (its ``target`` is the one kept).
     """
     say = progress or (lambda _msg: None)
-    data = _prepare(target, currents_ua, t_hh_ms, n_save)
     history: dict[str, list] = {"es": [], "grad": [], "polish": []}
     seconds: dict[str, float] = {}
     nnls_words = _ints(words0)
 
-    # 1. calibration: 13 global factors, evolution strategy on rounded words
+    # 1. calibration: 13 global factors, evolution strategy on rounded words (per time-scale candidate)
     t0 = time.perf_counter()
-    score_theta = jax.jit(jax.vmap(lambda th: _score(target.chip(_quantize(_apply_factors(words0, th), 1.0)),
-                                                     data)))  # fmt: skip
-    mean = jnp.zeros(13)
-    sigma = es_sigma
-    key = jax.random.key(seed)
-    best_theta, best = mean, float(score_theta(mean[None])[0])
-    history["es"].append(best)
-    say(f"[calibrate] start: score {best:.3f}")
-    half = max(es_population // 2, 1)
-    for gen in range(es_generations):
-        key, sub = jax.random.split(key)
-        eps = jax.random.normal(sub, (half, 13))
-        cands = jnp.concatenate([mean[None] + sigma * eps, mean[None] - sigma * eps, best_theta[None]])
-        scores = np.asarray(score_theta(cands))
-        order = np.argsort(scores)
-        elite = np.asarray(cands)[order[: max(half // 2, 1)]]
-        mean = jnp.asarray(elite.mean(axis=0))
-        if scores[order[0]] < best:
-            best, best_theta = float(scores[order[0]]), cands[order[0]]
-            sigma *= 1.1
-        else:
-            sigma *= 0.85
-        history["es"].append(best)
-        if gen % 5 == 4 or gen == es_generations - 1:
-            say(f"[calibrate] generation {gen + 1}/{es_generations}: score {best:.3f}, sigma {sigma:.3f}")
-    words = _apply_factors(words0, best_theta)
+
+    def calibrate(target, words0, label):
+        data = _prepare(target, currents_ua, t_hh_ms, n_save)
+        score_theta = jax.jit(jax.vmap(
+            lambda th: _score(target.chip(_quantize(_apply_factors(words0, th), 1.0)), data)
+        ))  # fmt: skip
+        mean = jnp.zeros(13)
+        sigma = es_sigma
+        key = jax.random.key(seed)
+        best_theta, best = mean, float(score_theta(mean[None])[0])
+        trace = [best]
+        say(f"[calibrate{label}] start: score {best:.3f}")
+        half = max(es_population // 2, 1)
+        for gen in range(es_generations):
+            key, sub = jax.random.split(key)
+            eps = jax.random.normal(sub, (half, 13))
+            cands = jnp.concatenate([mean[None] + sigma * eps, mean[None] - sigma * eps, best_theta[None]])
+            scores = np.asarray(score_theta(cands))
+            order = np.argsort(scores)
+            elite = np.asarray(cands)[order[: max(half // 2, 1)]]
+            mean = jnp.asarray(elite.mean(axis=0))
+            if scores[order[0]] < best:
+                best, best_theta = float(scores[order[0]]), cands[order[0]]
+                sigma *= 1.1
+            else:
+                sigma *= 0.85
+            trace.append(best)
+            if gen % 5 == 4 or gen == es_generations - 1:
+                say(
+                    f"[calibrate{label}] generation {gen + 1}/{es_generations}: "
+                    f"score {best:.3f}, sigma {sigma:.3f}"
+                )
+        return best, _apply_factors(words0, best_theta), data, trace
+
+    candidates = [(target, words0), *alternatives]
+    results = []
+    for tg, w0 in candidates:
+        label = f" scl_t={tg.scl_t:.2f}" if len(candidates) > 1 else ""
+        results.append((*calibrate(tg, w0, label), tg, _ints(w0)))
+    best_i = int(np.argmin([r[0] for r in results]))
+    _, words, data, history["es"], target, nnls_words = results[best_i]
+    if len(candidates) > 1:
+        history["time_scales"] = [[r[4].scl_t, r[0]] for r in results]
+        say(
+            f"[calibrate] kept scl_t={target.scl_t:.2f} (scores: "
+            + ", ".join(f"{r[4].scl_t:.2f}: {r[0]:.3f}" for r in results)
+            + ")"
+        )
     seconds["calibrate"] = time.perf_counter() - t0
 
     # 2. gradient stage: straight-through rounding in every forward pass; only words of

@@ -342,18 +342,18 @@ def prepare_fit(cfg: dict) -> Callable[[RunDir], bool]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            target, words0 = _e2e.make_target(
+            pairs = _e2e.make_targets(
+                speedup=ch["speedup"],
                 **cfg["target"],
                 capacitance_scaling=ch["capacitance_scaling"],
                 i_voltage=ch["i_voltage"],
                 i_master=ch["i_master"],
                 v_ref=ch["v_ref"],
-                speedup=None if ch["speedup"] == "auto" else ch["speedup"],
             )
     except (ValueError, TypeError, ZeroDivisionError) as err:
         raise ConfigError([("target", f"the classical fit (make_target) failed: {err}")]) from err
     notes = [str(w.message) for w in caught]
-    return functools.partial(_run_fit, cfg, target, words0, notes)
+    return functools.partial(_run_fit, cfg, pairs, notes)
 
 
 def _word_set_metrics(m: Any) -> dict:
@@ -405,7 +405,7 @@ def _fit_metrics(
     }
 
 
-def _run_fit(cfg: dict, target: Any, words0: Any, notes: list[str], run: RunDir) -> bool:
+def _run_fit(cfg: dict, pairs: list, notes: list[str], run: RunDir) -> bool:
     """Fit the words, write words.json, evaluate both word sets, write metrics and figures."""
     import numpy as np
 
@@ -416,6 +416,9 @@ def _run_fit(cfg: dict, target: Any, words0: Any, notes: list[str], run: RunDir)
         print(f"  note: {note}", flush=True)
     span, opt, rep = cfg["span_ms"], cfg["optimizer"], cfg["report"]
     fit_currents, evaluate = cfg["currents"]["fit"], cfg["currents"]["evaluate"]
+    target, words0 = pairs[0]
+    if len(pairs) > 1:
+        print(f"  time scales tried by the calibration: {', '.join(f'{t.scl_t:.4g}' for t, _ in pairs)}")
     print(
         f"  target: scl_v {target.scl_v:g}, chip {target.scl_t:.4g} x faster than SI HH, "
         f"V_mean {target.v_mean:.4g} V -> V_ref {target.v_ref:g} V; {len(fit_currents)} fit currents, "
@@ -434,10 +437,13 @@ def _run_fit(cfg: dict, target: Any, words0: Any, notes: list[str], run: RunDir)
         es_sigma=opt["es_sigma"],
         grad_steps=opt["grad_steps"],
         learning_rate=opt["learning_rate"],
+        grad_min_word=opt["grad_min_word"],
         polish_sweeps=opt["polish_sweeps"],
         seed=cfg["seed"],
         progress=_say,
+        alternatives=pairs[1:],
     )
+    target = outcome.target  # the time scale the calibration kept
     seconds = {k: float(v) for k, v in outcome.seconds.items()}
     seconds["fit_total"] = time.perf_counter() - start
 

@@ -172,8 +172,9 @@ class FitND:
             currents: model currents (uA/cm^2) the fit trains on.
             V_ref: the chip's reference voltage.
             t_hh_ms: span of each current, ms of model time.
-            speedup: extra chip speed over this object's time scale (``None``: the
-                largest conductance word at 1023, see :func:`ndjax._e2e.make_target`).
+            speedup: extra chip speed over this object's time scale (``None``: try this
+                scale and the one with the largest conductance word at 1023, keep the
+                better, see :func:`ndjax._e2e.make_targets`).
             progress: called with progress lines (``None``: silent).
             **settings: passed to :func:`ndjax._e2e.fit_words`.
 
@@ -188,13 +189,15 @@ class FitND:
 
         hh = self.hh
         scl_t_model = float(getattr(hh, "scl_t", 1.0))
-        target, words0 = _e2e.make_target(
+        pairs = _e2e.make_targets(
             gna=hh.gna / scl_t_model * 1e3, gk=hh.gk / scl_t_model * 1e3, gl=hh.gl / scl_t_model * 1e3,
             ena=hh.Ena / self.scl_v * 1e3, ek=hh.Ek / self.scl_v * 1e3, el=hh.El / self.scl_v * 1e3,
             scl_v=self.scl_v, capacitance_scaling=self.capacitance_scaling, i_voltage=self.I_voltage,
-            i_master=self.I_master, v_ref=V_ref, speedup=speedup,
+            i_master=self.I_master, v_ref=V_ref, speedup="auto" if speedup is None else speedup,
         )  # fmt: skip
-        out = _e2e.fit_words(target, words0, currents, t_hh_ms=t_hh_ms, progress=progress, **settings)
+        out = _e2e.fit_words(*pairs[0], currents, t_hh_ms=t_hh_ms, progress=progress, alternatives=pairs[1:],
+                             **settings)  # fmt: skip
+        target = out.target
         dg, de, dib = out.words
         return dict(dg=dg, dErev=de, dIb=dib, V_ref=V_ref, I_voltage=self.I_voltage, I_master=self.I_master,
                     capacitance_scaling=self.capacitance_scaling, scl_t=target.scl_t, scl_v=self.scl_v,
