@@ -50,7 +50,7 @@ import optax
 from ._analysis import crossing_times, spike_times
 from ._hh import HHParams, hh_params
 from ._neurodyn import NDChip, NDWords, chip_params, nd_biases, nd_constants, nominal_mismatch
-from ._quantize import WORD_RANGES, clip_ste
+from ._quantize import quantize_ste
 from ._simulate import HH, NEURODYN, simulate
 
 __all__ = [
@@ -66,8 +66,6 @@ __all__ = [
 C_HH = 1e-6  # F/cm^2 (1 uF/cm^2)
 C_BASE = 4e-12  # F, C_ND before capacitance_scaling
 MAX_SPIKES = 24
-_LO = {k: float(v[0]) for k, v in WORD_RANGES.items()}
-_HI = {k: float(v[1]) for k, v in WORD_RANGES.items()}
 
 
 # ---- the mapping HH -> chip ------------------------------------------------------------------
@@ -200,14 +198,11 @@ def _save_v(t, y, args):
     return y[0]
 
 
-def _quantize(words: NDWords, amount) -> NDWords:
-    """Clip (straight-through) and round with weight ``amount`` in [0, 1] (straight-through)."""
-
-    def q(x, name):
-        x = clip_ste(x, _LO[name], _HI[name])
-        return x + amount * jax.lax.stop_gradient(jnp.round(x) - x)
-
-    return NDWords(q(words.g, "dg"), q(words.e_rev, "dErev"), q(words.i_b, "dIb"))
+def _quantize(words: NDWords) -> NDWords:
+    """Integer words in range in the forward pass, identity gradient (straight-through)."""
+    return NDWords(
+        quantize_ste(words.g, "dg"), quantize_ste(words.e_rev, "dErev"), quantize_ste(words.i_b, "dIb")
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps",))
@@ -302,7 +297,7 @@ def evaluate_words(
     if not isinstance(words, NDWords):
         dg, de, dib = words
         words = NDWords(jnp.asarray(dg, float), jnp.asarray(de, float), jnp.asarray(dib, float))
-    words = _quantize(words, 1.0)
+    words = _quantize(words)
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
     ts = np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save)
     v_hh, ok_h = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
@@ -390,13 +385,11 @@ def _loss(chip: NDChip, data: _Data) -> jax.Array:
     l_extra = 0.1 * jnp.where(extra, ((data.ts[-1] - tc) / isi) ** 2, 0.0)
     # an HH spike the chip misses: the chip's peak within a quarter ISI of it must reach threshold
     missing = (k >= ncc) & (k < nh)
-    dt = data.ts[1] - data.ts[0]
     t_near = jnp.abs(data.ts[None, None, :] - data.th[:, :, None]) < 0.25 * isi[:, :, None]
     peak = jnp.max(jnp.where(t_near, v[:, None, :] - data.shift, -jnp.inf), axis=2)
     gap = jax.nn.relu(data.threshold + data.hysteresis - peak) / data.threshold
     l_miss = jnp.where(missing, gap**2 + 1.0, 0.0)
     per = jnp.sum(l_match + l_extra + l_miss, axis=1)
-    del dt
     return jnp.mean(jnp.where(ok, per, 100.0))
 
 
@@ -419,7 +412,7 @@ class FitOutcome(NamedTuple):
 
 
 def _ints(words: NDWords) -> tuple:
-    q = _quantize(words, 1.0)
+    q = _quantize(words)
     return tuple(np.asarray(x).round().astype(int) for x in (q.g, q.e_rev, q.i_b))
 
 
@@ -479,7 +472,7 @@ def fit_words(
     def calibrate(target, words0, label):
         data = _prepare(target, currents_ua, t_hh_ms, n_save)
         score_theta = jax.jit(jax.vmap(
-            lambda th: _score(target.chip(_quantize(_apply_factors(words0, th), 1.0)), data)
+            lambda th: _score(target.chip(_quantize(_apply_factors(words0, th))), data)
         ))  # fmt: skip
         mean = jnp.zeros(13)
         sigma = es_sigma
@@ -537,7 +530,7 @@ def fit_words(
 
     @jax.jit
     def step(w, state):
-        loss, grads = jax.value_and_grad(lambda w: _loss(target.chip(_quantize(w, 1.0)), data))(w)
+        loss, grads = jax.value_and_grad(lambda w: _loss(target.chip(_quantize(w)), data))(w)
         grads = jax.tree.map(lambda g, m: g * m, grads, trust)
         updates, state = optim.update(grads, state, w)
         w = optax.apply_updates(w, updates)
@@ -545,7 +538,7 @@ def fit_words(
                     jnp.clip(w.i_b, -0.49, 1023.49))  # fmt: skip
         return w, state, loss
 
-    score_words = jax.jit(lambda w: _score(target.chip(_quantize(w, 1.0)), data))
+    score_words = jax.jit(lambda w: _score(target.chip(_quantize(w)), data))
     best_words, best = words, float(score_words(words))
     history["grad_score"] = [best]
     for i in range(grad_steps):
