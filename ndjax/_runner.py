@@ -480,7 +480,7 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], run: RunDir) -> bool:
     held = [not any(math.isclose(x, f, abs_tol=1e-9) for f in fit_currents) for x in evaluate]
 
     metrics = _fit_metrics(cfg, evaluate, held, m_nnls, m_fit, ok_fit, seconds)
-    metrics["history"] = {k: [float(x) for x in v] for k, v in outcome.history.items()}
+    metrics["history"] = {k: np.asarray(v, dtype=float).tolist() for k, v in outcome.history.items()}
     run.write_json("metrics.json", metrics)
     run.write_npz(
         "traces.npz",
@@ -519,7 +519,8 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], run: RunDir) -> bool:
     }
     fig = plot.plot_fi_curves(evaluate, rates, held_out=held_out, title=f"{cfg['name']}: F-I curves")
     run.save_figure("fi_curve.png", fig, dpi=dpi)
-    stages = {k: list(v) for k, v in outcome.history.items()}
+    # objective traces only ("time_scales" holds (scl_t, score) pairs, reported in metrics.json)
+    stages = {k: list(v) for k, v in outcome.history.items() if k != "time_scales"}
     stage_seconds, ylabels = {}, {}
     for k in stages:
         name, ylabel = _FIT_STAGES.get(k, (k, "objective"))
