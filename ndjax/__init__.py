@@ -3,6 +3,12 @@
 from ._analysis import count_spikes as count_spikes
 from ._analysis import spike_mask as spike_mask
 from ._analysis import spike_times as spike_times
+from ._e2e import FitOutcome as FitOutcome
+from ._e2e import Target as Target
+from ._e2e import evaluate_words as evaluate_words
+from ._e2e import fit_words as fit_words
+from ._e2e import make_target as make_target
+from ._e2e import make_targets as make_targets
 from ._hh import GateKinetics as GateKinetics
 from ._hh import HHParams as HHParams
 from ._hh import hh_currents as hh_currents
@@ -44,6 +50,8 @@ from ._stimulus import constant as constant
 from ._stimulus import pulses as pulses
 from ._stimulus import sampled as sampled
 from ._stimulus import step as step
+from ._words_io import load_words as load_words
+from ._words_io import save_words as save_words
 from .compat import FitND as FitND
 from .compat import HHModel as HHModel
 from .compat import NeuroDynModel as NeuroDynModel
