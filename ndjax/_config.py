@@ -121,6 +121,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ._errors import KeyedError
 from ._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB, EXPONENT_SIGMA
 from ._quantize import WORD_RANGES
 
@@ -158,7 +159,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(KeyedError):
     """An invalid experiment config: every problem found, each with its key path.
 
     Attributes:
@@ -167,14 +168,7 @@ class ConfigError(ValueError):
         source: the file, when the config came from one.
     """
 
-    def __init__(self, errors: list[tuple[str, str]], source: str | Path | None = None):
-        self.errors = list(errors)
-        self.source = source
-        where = f" {source}" if source is not None else ""
-        n = len(self.errors)
-        lines = [f"invalid config{where}: {n} error{'s' if n != 1 else ''}"]
-        lines += [f"  {path or '<top level>'}: {msg}" for path, msg in self.errors]
-        super().__init__("\n".join(lines))
+    what = "config"
 
 
 class _Required:

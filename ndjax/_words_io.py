@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import KeyedError
+
 __all__ = ["WORDS_FORMAT", "WordsFileError", "save_words", "load_words", "validate_words"]
 
 #: Value of the ``format`` key.
@@ -57,7 +59,7 @@ _HH_KEYS = ("gna", "gk", "gl", "ena", "ek", "el")
 _KEYS = ("format", *_WORDS, *_SETTINGS, "V_mean", "hh")
 
 
-class WordsFileError(ValueError):
+class WordsFileError(KeyedError):
     """An invalid words file (or words dict): every problem found, each with its key path.
 
     Attributes:
@@ -65,14 +67,7 @@ class WordsFileError(ValueError):
         source: the file, when there is one.
     """
 
-    def __init__(self, errors: list[tuple[str, str]], source: str | Path | None = None):
-        self.errors = list(errors)
-        self.source = source
-        where = f" {source}" if source is not None else ""
-        n = len(self.errors)
-        lines = [f"invalid words file{where}: {n} error{'s' if n != 1 else ''}"]
-        lines += [f"  {path or '<top level>'}: {msg}" for path, msg in self.errors]
-        super().__init__("\n".join(lines))
+    what = "words file"
 
 
 def _is_number(x: Any) -> bool:
