@@ -40,6 +40,7 @@ jax.config.update("jax_enable_x64", True)  # an entry point: float64 before ndja
 
 from ndjax import _e2e  # noqa: E402
 from ndjax._config import load_config  # noqa: E402
+from ndjax._runner import fit_targets  # noqa: E402
 
 FIT_CURRENTS = (0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0)  # uA/cm^2
 EVAL_CURRENTS = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)  # 2.5, 8, 12.5, 17.5 held out
@@ -104,14 +105,7 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
     """Fit one target and evaluate both word sets; returns the JSON-ready result."""
     chip, opt = settings["chip"], settings["optimizer"]
     t0 = time.perf_counter()
-    pairs = _e2e.make_targets(
-        speedup=chip["speedup"],
-        **{**settings["target"], **hh},
-        capacitance_scaling=chip["capacitance_scaling"],
-        i_voltage=chip["i_voltage"],
-        i_master=chip["i_master"],
-        v_ref=chip["v_ref"],
-    )
+    pairs = fit_targets({**settings["target"], **hh}, chip)
     target, words0 = pairs[0]
     t_target = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -50,8 +50,9 @@ import optax
 from ._analysis import crossing_times, spike_times
 from ._hh import HHParams, hh_params
 from ._neurodyn import NDChip, NDWords, chip_params, nd_biases, nd_constants, nominal_mismatch
-from ._quantize import quantize_ste
+from ._quantize import WORD_RANGES, WORD_SHAPES, quantize_ste
 from ._simulate import HH, NEURODYN, simulate
+from ._stimulus import Constant
 
 __all__ = [
     "Target",
@@ -210,7 +211,7 @@ def _chip_voltages(chip: NDChip, i_chip, y0, ts, max_steps=20_000):
     params = chip_params(chip)
 
     def one(i):
-        tr = simulate(NEURODYN, params, _const(i), y0, ts, save_fn=_save_v, max_steps=max_steps)
+        tr = simulate(NEURODYN, params, Constant(i), y0, ts, save_fn=_save_v, max_steps=max_steps)
         return tr.ys, tr.ok
 
     return jax.vmap(one)(i_chip)
@@ -219,17 +220,11 @@ def _chip_voltages(chip: NDChip, i_chip, y0, ts, max_steps=20_000):
 @jax.jit
 def _hh_voltages(params: HHParams, i0, ts):
     def one(i):
-        tr = simulate(HH, params, _const(i), jnp.zeros(4), ts, save_fn=_save_v, max_steps=50_000, rtol=1e-8,
+        tr = simulate(HH, params, Constant(i), jnp.zeros(4), ts, save_fn=_save_v, max_steps=50_000, rtol=1e-8,
                       atol=1e-11)  # fmt: skip
         return tr.ys, tr.ok
 
     return jax.vmap(one)(i0)
-
-
-def _const(i):
-    from ._stimulus import Constant
-
-    return Constant(i)
 
 
 # ---- metrics -------------------------------------------------------------------------------------
@@ -393,6 +388,51 @@ def _loss(chip: NDChip, data: _Data) -> jax.Array:
     return jnp.mean(jnp.where(ok, per, 100.0))
 
 
+def _with_words(template: NDChip, words: NDWords) -> NDChip:
+    return dataclasses.replace(template, words=words)
+
+
+def _flat(words: NDWords) -> jax.Array:
+    """(48,) words in the order dg, dErev, dIb."""
+    return jnp.concatenate([words.g, words.e_rev, jnp.ravel(words.i_b)])
+
+
+def _unflat(x) -> NDWords:
+    return NDWords(x[0:3], x[3:6], x[6:].reshape(3, 2, 7))
+
+
+# Compiled once per problem shape and shared by every fit (a chip template and the data
+# are arguments, not closures).
+@jax.jit
+def _factor_scores(template: NDChip, words0: NDWords, thetas, data: _Data) -> jax.Array:
+    """Scores of the rounded chips for a batch (B, 13) of global factors."""
+    return jax.vmap(lambda th: _score(_with_words(template, _quantize(_apply_factors(words0, th))), data))(
+        thetas
+    )
+
+
+@jax.jit
+def _word_scores(template: NDChip, flat_words, data: _Data) -> jax.Array:
+    """Scores of the rounded chips for a batch (B, 48) of flattened words."""
+    return jax.vmap(lambda x: _score(_with_words(template, _quantize(_unflat(x))), data))(flat_words)
+
+
+#: Adam with its step size as state, so one compiled step serves every learning rate.
+_ADAM = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
+
+
+@jax.jit
+def _grad_step(template: NDChip, words: NDWords, state, trust: NDWords, data: _Data):
+    loss, grads = jax.value_and_grad(lambda w: _loss(_with_words(template, _quantize(w)), data))(words)
+    grads = jax.tree.map(lambda g, m: g * m, grads, trust)
+    updates, state = _ADAM.update(grads, state, words)
+    w = optax.apply_updates(words, updates)
+    w = NDWords(
+        jnp.clip(w.g, -0.49, 1023.49), jnp.clip(w.e_rev, -1023.49, 1023.49), jnp.clip(w.i_b, -0.49, 1023.49)
+    )
+    return w, state, loss
+
+
 class FitOutcome(NamedTuple):
     """Result of :func:`fit_words`.
 
@@ -471,9 +511,11 @@ def fit_words(
 
     def calibrate(target, words0, label):
         data = _prepare(target, currents_ua, t_hh_ms, n_save)
-        score_theta = jax.jit(jax.vmap(
-            lambda th: _score(target.chip(_quantize(_apply_factors(words0, th))), data)
-        ))  # fmt: skip
+        template = target.chip(words0)
+
+        def score_theta(thetas):
+            return _factor_scores(template, words0, thetas, data)
+
         mean = jnp.zeros(13)
         sigma = es_sigma
         key = jax.random.key(seed)
@@ -524,25 +566,18 @@ def fit_words(
     #    small rate word can silence the chip, which no gradient foresees: those are
     #    left to the integer polish)
     t0 = time.perf_counter()
-    optim = optax.adam(learning_rate)
-    state = optim.init(words)
+    state = _ADAM.init(words)
+    state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, dtype=jnp.result_type(float))
     trust = jax.tree.map(lambda x: (jnp.abs(jnp.round(x)) >= grad_min_word).astype(x.dtype), words)
+    template = target.chip(words)
 
-    @jax.jit
-    def step(w, state):
-        loss, grads = jax.value_and_grad(lambda w: _loss(target.chip(_quantize(w)), data))(w)
-        grads = jax.tree.map(lambda g, m: g * m, grads, trust)
-        updates, state = optim.update(grads, state, w)
-        w = optax.apply_updates(w, updates)
-        w = NDWords(jnp.clip(w.g, -0.49, 1023.49), jnp.clip(w.e_rev, -1023.49, 1023.49),
-                    jnp.clip(w.i_b, -0.49, 1023.49))  # fmt: skip
-        return w, state, loss
+    def score_words(w):
+        return _word_scores(template, _flat(w)[None], data)[0]
 
-    score_words = jax.jit(lambda w: _score(target.chip(_quantize(w)), data))
     best_words, best = words, float(score_words(words))
     history["grad_score"] = [best]
     for i in range(grad_steps):
-        words, state, loss = step(words, state)
+        words, state, loss = _grad_step(template, words, state, trust, data)
         history["grad"].append(float(loss))
         if i % 3 == 2 or i == grad_steps - 1:  # the loss is rugged: keep the best rounded chip seen
             s = float(score_words(words))
@@ -556,13 +591,13 @@ def fit_words(
     # 3. integer polish: +-1 LSB coordinate moves, all evaluated in one vmap
     t0 = time.perf_counter()
     flat = np.concatenate([np.ravel(x) for x in _ints(best_words)]).astype(float)
-    lo = np.concatenate([np.full(3, 0.0), np.full(3, -1023.0), np.zeros(42)])
-    hi = np.concatenate([np.full(3, 1023.0), np.full(3, 1023.0), np.full(42, 1023.0)])
+    sizes = {name: int(np.prod(shape)) for name, shape in WORD_SHAPES.items()}
+    lo = np.concatenate([np.full(sizes[n], WORD_RANGES[n][0], float) for n in ("dg", "dErev", "dIb")])
+    hi = np.concatenate([np.full(sizes[n], WORD_RANGES[n][1], float) for n in ("dg", "dErev", "dIb")])
 
-    def unflat(x):
-        return NDWords(x[0:3], x[3:6], x[6:].reshape(3, 2, 7))
+    def score_flat(batch):
+        return _word_scores(template, batch, data)
 
-    score_flat = jax.jit(jax.vmap(lambda x: _score(target.chip(unflat(x)), data)))
     unit = np.eye(48)
     current = float(score_flat(flat[None])[0])
     history["polish"].append(current)
@@ -580,5 +615,5 @@ def fit_words(
         history["polish"].append(current)
         say(f"[polish] move {sweep + 1}: score {current:.3f}")
     seconds["polish"] = time.perf_counter() - t0
-    final = unflat(jnp.asarray(flat))
+    final = _unflat(jnp.asarray(flat))
     return FitOutcome(_ints(final), nnls_words, target, history, seconds)

@@ -332,24 +332,30 @@ def _say(message: str) -> None:
     print(f"  {message}", flush=True)
 
 
+def fit_targets(target: dict, chip: dict) -> list:
+    """The time-scale candidates (``ndjax.make_targets``) of a validated ``[target]`` and ``[chip]``."""
+    from . import _e2e
+
+    return _e2e.make_targets(
+        speedup=chip["speedup"],
+        **target,
+        capacitance_scaling=chip["capacitance_scaling"],
+        i_voltage=chip["i_voltage"],
+        i_master=chip["i_master"],
+        v_ref=chip["v_ref"],
+    )
+
+
 def prepare_fit(cfg: dict) -> Callable[[RunDir], bool]:
     """``kind = "fit"``: build the HH -> chip mapping (FitND; core errors surface here, before any solve)."""
     import warnings
 
-    from . import _e2e
 
     ch = cfg["chip"]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            pairs = _e2e.make_targets(
-                speedup=ch["speedup"],
-                **cfg["target"],
-                capacitance_scaling=ch["capacitance_scaling"],
-                i_voltage=ch["i_voltage"],
-                i_master=ch["i_master"],
-                v_ref=ch["v_ref"],
-            )
+            pairs = fit_targets(cfg["target"], ch)
     except (ValueError, TypeError, ZeroDivisionError) as err:
         raise ConfigError([("target", f"the classical fit (make_target) failed: {err}")]) from err
     notes = [str(w.message) for w in caught]
