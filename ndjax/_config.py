@@ -225,6 +225,7 @@ class Key:
             ``"number"`` (ints stay ints, floats stay floats).
         literals: strings accepted besides the type (``"auto"``).
         finite: reject inf (NaN is always rejected).
+        scalar_ok: a 1-D array key also takes a single number (stored as a 1-element list).
     """
 
     type: str
@@ -239,6 +240,7 @@ class Key:
     elem: str = "float"
     literals: tuple[str, ...] = ()
     finite: bool = True
+    scalar_ok: bool = False
 
 
 CheckFn = Callable[[dict, Scope], Iterable[tuple[str, str]]]
@@ -414,6 +416,8 @@ class _Validator:
 
     def array(self, key: Key, value: Any, path: str) -> Any:
         shape = key.shape or ()
+        if key.scalar_ok and len(shape) == 1 and _is_number(value):
+            value = [value]
         if not isinstance(value, list):
             self.error(path, f"expected an array of shape {_shape_text(shape)}, got {_got(value)}")
             return None
@@ -1112,6 +1116,184 @@ FIT = Table(
 )
 
 register_kind("fit", FIT)
+
+
+# ---------------------------------------------------------------------------------------------------
+# kind = "mismatch": many perturbed chips, their firing, and compensation (ndjax._mismatch)
+
+MISMATCH_METHODS = ("offset", "rebalance", "retune")
+
+
+def _check_mismatch_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    if not values["values"]:
+        yield "values", "expected at least 1 current, got an empty array"
+    yield from _duplicates("values", values["values"])
+
+
+def _check_methods(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
+    if values["rebalance"] and not any(abs(f - 1.0) > 1e-12 for f in values["rebalance_factors"]):
+        yield "rebalance_factors", "expected at least one factor other than 1"
+    if values["offset"] and not values["offsets"]:
+        yield "offsets", "expected at least one offset (or offset = false)"
+
+
+MISMATCH_CHIP = Table(
+    {
+        "words": Key(
+            "str",
+            "",
+            "a words.json (from kind = 'fit'; relative to the config file), or '' for SPEC 2's default words"
+            " and biases",
+        ),
+    },
+    doc="the programmed chip",
+)
+
+MISMATCH_CURRENTS = Table(
+    {
+        "unit": Key(
+            "str",
+            "auto",
+            "'nA' on the chip, or 'uA/cm2' of the words file's HH target; 'auto': uA/cm2 when the words"
+            " file has an HH target, else nA",
+            choices=("auto", "nA", "uA/cm2"),
+        ),
+        "values": Key(
+            "array", [0.0, 0.2, 0.5], "constant applied currents (unit above)", shape=(None,), ge=-1e4, le=1e4
+        ),
+        "span_ms": Key(
+            "float",
+            20.0,
+            "simulated span of each current, ms (of the HH target's time when the unit is uA/cm2, else of"
+            " the chip's)",
+            gt=0,
+            le=10_000,
+        ),
+        "n_save": Key(
+            "int", 1001, "voltage samples per trace (spikes are found on them)", ge=10, le=1_000_000
+        ),
+    },
+    doc="inputs of every chip",
+    checks=(_check_mismatch_currents,),
+)
+
+MISMATCH_STUDY = Table(
+    {
+        "n_chips": Key("int", 200, "chips per sigma", ge=1, le=10_000_000),
+        "sigma": Key(
+            "array",
+            [0.15],
+            "mismatch spread: one value or a list to sweep",
+            shape=(None,),
+            ge=0,
+            le=1,
+            scalar_ok=True,
+        ),
+        "exponent_sigma": Key(
+            "array", list(EXPONENT_SIGMA), "spread of the gate powers p, q, r", shape=(3,), ge=0, le=1
+        ),
+        "seed": Key(
+            "int",
+            Derived(_root_seed, "the top-level seed"),
+            "chip i: fold_in(key(seed), i)",
+            ge=0,
+            le=2**32 - 1,
+        ),
+        "chunk": Key(
+            "int", 50, "chips per saved chunk (an interrupted run resumes at a chunk)", ge=1, le=1_000_000
+        ),
+        "reference": Key(
+            "str",
+            "auto",
+            "what a chip must match: 'nominal' (the mismatch-free chip) or 'target' (the words file's HH"
+            " model); 'auto': target when there is one",
+            choices=("auto", "nominal", "target"),
+        ),
+        "count_tol": Key("int", 1, "spike count within this many spikes of the reference", ge=0, le=1000),
+        "rate_tol": Key("float", 0.05, "firing rate within this fraction of the reference", gt=0, le=10),
+    },
+    doc="the perturbed chips (ndjax.sample_mismatch) and what 'behaves' means",
+)
+
+MISMATCH_COMPENSATION = Table(
+    {
+        "offset": Key("bool", True, "compare the smallest current offset that restores each chip"),
+        "rebalance": Key("bool", True, "compare the smallest change of the Na and K conductance words"),
+        "retune": Key(
+            "bool", True, "compare per-chip re-tuning of every word (inverse words, then gradient)"
+        ),
+        "offsets": Key(
+            "array",
+            [-0.4, -0.2, -0.1, -0.05, 0.05, 0.1, 0.2, 0.4],
+            "offset: current offsets tried, as fractions of the largest |current| (smallest that works wins)",
+            shape=(None,),
+            ge=-10,
+            le=10,
+        ),
+        "rebalance_factors": Key(
+            "array",
+            [0.8, 0.9, 1.0, 1.12, 1.25],
+            "rebalance: factors tried on the Na and on the K conductance word (every pair)",
+            shape=(None,),
+            gt=0,
+            le=10,
+        ),
+        "retune_steps": Key(
+            "int",
+            10,
+            "retune: straight-through Adam steps after the inverse words (0: none)",
+            ge=0,
+            le=100_000,
+        ),
+        "retune_learning_rate": Key("float", 0.02, "retune: Adam step on the log of each word", gt=0, le=10),
+    },
+    doc="compensations, all judged on the same chips",
+    checks=(_check_methods,),
+)
+
+MISMATCH_SOLVER = Table(
+    {
+        "rtol": Key(
+            "float", 1e-4, "relative tolerance (1e-4: spike times within 1 us, see RESULTS.md)", gt=0, lt=1
+        ),
+        "atol": Key("float", 1e-7, "absolute tolerance", gt=0),
+        "max_steps": Key(
+            "int",
+            20_000,
+            "step budget of one solve (a chip that needs more is reported failed)",
+            ge=1,
+            le=100_000_000,
+        ),
+        "block": Key(
+            "int", 512, "simulations per compiled call (sharded over the devices)", ge=1, le=1_000_000
+        ),
+    },
+    doc="solver settings of the study",
+)
+
+MISMATCH_REPORT = Table(
+    {
+        "example_chips": Key("int", 3, "chips drawn in traces.png (the first that misbehave)", ge=0, le=20),
+        "dpi": Key("int", 120, "resolution of the PNG files", ge=30, le=1200),
+    },
+    doc="figures",
+)
+
+register_kind(
+    "mismatch",
+    Table(
+        {
+            **COMMON,
+            "chip": MISMATCH_CHIP,
+            "currents": MISMATCH_CURRENTS,
+            "study": MISMATCH_STUDY,
+            "compensation": MISMATCH_COMPENSATION,
+            "solver": MISMATCH_SOLVER,
+            "report": MISMATCH_REPORT,
+        },
+        doc="how mismatched chips fire, and how well each compensation restores them",
+    ),
+)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import importlib.metadata
+import inspect
 import json
 import math
 import platform
@@ -51,6 +52,7 @@ __all__ = [
     "BuiltModel",
     "prepare_simulate",
     "prepare_fit",
+    "prepare_mismatch",
 ]
 
 _PACKAGES = ("jax", "jaxlib", "diffrax", "optax", "numpy", "matplotlib")
@@ -103,6 +105,8 @@ def _json_safe(obj: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_json_safe(v) for v in obj]
+    if type(obj).__module__ == "numpy":  # arrays and NumPy scalars
+        return _json_safe(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -349,7 +353,6 @@ def fit_targets(target: dict, chip: dict) -> list:
 def prepare_fit(cfg: dict) -> Callable[[RunDir], bool]:
     """``kind = "fit"``: build the HH -> chip mapping (FitND; core errors surface here, before any solve)."""
     import warnings
-
 
     ch = cfg["chip"]
     try:
@@ -600,6 +603,14 @@ def _versions(cfg: dict, argv: list[str]) -> dict:
     }
 
 
+def _strip_header(text: str) -> str:
+    """A written config.toml without its leading comment lines (they name the source file)."""
+    lines = text.splitlines(keepends=True)
+    while lines and (lines[0].startswith("#") or not lines[0].strip()):
+        lines.pop(0)
+    return "".join(lines)
+
+
 def _default_out(config_path: Path) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path("runs") / f"{config_path.stem}-{stamp}"
@@ -673,20 +684,37 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return _error(f"{config_path}: no runner registered for kind {cfg['kind']!r}")
 
     try:
-        execute = experiment(cfg)
+        if "source" in inspect.signature(experiment).parameters:
+            execute = experiment(cfg, source=config_path)
+        else:
+            execute = experiment(cfg)
     except ConfigError as err:  # the core rejected a value the schema let through
         return _error(str(ConfigError(err.errors, config_path)))
 
     out: Path = args.out if args.out is not None else _default_out(config_path)
     if out.exists() and not out.is_dir():
         return _error(f"output path {out} exists and is not a folder")
+    as_run = dump_toml(cfg, header="")
+    resume = False
     if out.is_dir() and any(out.iterdir()) and not args.force:
-        return _error(f"output folder {out} is not empty; choose another --out or pass --force")
+        previous = out / "config.toml"
+        same = previous.is_file() and _strip_header(previous.read_text(encoding="utf-8")) == as_run
+        if cfg["kind"] in RESUMABLE and same:
+            resume = True
+        elif cfg["kind"] in RESUMABLE and previous.is_file():
+            return _error(f"output folder {out} holds a run of a different config; choose another --out "
+                          "or pass --force (which discards its saved work)")  # fmt: skip
+        else:
+            return _error(f"output folder {out} is not empty; choose another --out or pass --force")
+    if args.force and (out / "chunks").is_dir():
+        shutil.rmtree(out / "chunks")  # saved work of whatever config ran here before
     out.mkdir(parents=True, exist_ok=True)
     run = RunDir(out)
 
     header = f"ndjax {cfg['kind']} config as run (defaults filled in), from {config_path}"
     run.write_text("config.toml", dump_toml(cfg, header=header))
+    if resume:
+        print(f"ndjax: {out} holds an interrupted run of this config: resuming (finished chunks are kept)")
     shutil.copyfile(config_path, run.file("config.original.toml"))
     run.write_json("versions.json", _versions(cfg, argv))
 
@@ -698,3 +726,331 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     for p in run.written:
         print(f"  {p}")
     return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# kind = "mismatch"
+
+#: Experiments whose output folder can be resumed: running the same config into the same folder
+#: again skips the work it had finished (saved chunks).
+RESUMABLE = {"mismatch"}
+
+
+def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
+    """``kind = "mismatch"``: read the words file, build one :class:`ndjax._mismatch.Study` per sigma."""
+    import numpy as np
+
+    from . import _mismatch
+    from ._e2e import Target
+    from ._neurodyn import NDWords, nd_biases, nd_chip
+    from ._words_io import WordsFileError, load_words
+
+    words_path = cfg["chip"]["words"]
+    target = None
+    if words_path:
+        path = Path(words_path)
+        if not path.is_absolute() and source is not None:
+            path = Path(source).parent / path
+        try:
+            w = load_words(path)
+        except OSError as err:
+            raise ConfigError([("chip.words", f"cannot read {path}: {err}")]) from err
+        except WordsFileError as err:
+            raise ConfigError([("chip.words", str(err))]) from err
+        words = NDWords(*(np.asarray(w[k], dtype=float) for k in ("dg", "dErev", "dIb")))
+        biases = nd_biases(
+            v_ref=w["V_ref"],
+            i_voltage=w["I_voltage"],
+            i_master=w["I_master"],
+            i_ref=w["I_ref"],
+            capacitance_scaling=w["capacitance_scaling"],
+        )
+        if "hh" in w and "V_mean" in w:
+            target = Target(
+                hh=dict(w["hh"]),
+                scl_v=w["scl_v"],
+                scl_t=w["scl_t"],
+                capacitance_scaling=w["capacitance_scaling"],
+                i_voltage=w["I_voltage"],
+                i_master=w["I_master"],
+                v_ref=w["V_ref"],
+                v_mean=w["V_mean"],
+            )
+    else:
+        chip = nd_chip()
+        words, biases = chip.words, chip.biases
+    cur = cfg["currents"]
+    unit = cur["unit"]
+    if unit == "auto":
+        unit = "uA/cm2" if target is not None else "nA"
+    if unit == "uA/cm2" and target is None:
+        raise ConfigError(
+            [("currents.unit", "'uA/cm2' needs a words file with an HH target ('hh' and 'V_mean')")]
+        )
+    st = cfg["study"]
+    reference = st["reference"]
+    if reference == "auto":
+        reference = "target" if target is not None else "nominal"
+    if reference == "target" and target is None:
+        raise ConfigError([("study.reference", "'target' needs a words file with an HH target")])
+    values = np.asarray(cur["values"], dtype=float)
+    if unit == "uA/cm2":
+        currents = np.asarray(target.chip_current(values * 1e-6))
+        span = cur["span_ms"] * 1e-3 / target.scl_t
+        y0 = np.array([target.v_shift, 0.0, 0.0, 0.0])
+        threshold, hysteresis = target.threshold + target.v_shift, target.hysteresis
+    else:
+        currents = values * 1e-9
+        span = cur["span_ms"] * 1e-3
+        y0 = np.array([0.7, 0.0, 0.0, 0.0]) if not words_path else np.array([float(biases.v_ref), 0, 0, 0])
+        threshold, hysteresis = float(biases.v_ref), 0.05
+    ts = np.linspace(0.0, span, cur["n_save"])
+    sol = cfg["solver"]
+    studies = [
+        _mismatch.Study(
+            words=words,
+            biases=biases,
+            currents=currents,
+            ts=ts,
+            y0=y0,
+            threshold=threshold,
+            hysteresis=hysteresis,
+            sigma=float(s),
+            exponent_sigma=tuple(st["exponent_sigma"]),
+            seed=st["seed"],
+            count_tol=st["count_tol"],
+            rate_tol=st["rate_tol"],
+            rtol=sol["rtol"],
+            atol=sol["atol"],
+            max_steps=sol["max_steps"],
+        )
+        for s in st["sigma"]
+    ]
+    labels = [f"{v:g} {unit}" for v in values]
+    return functools.partial(_run_mismatch, cfg, studies, target if reference == "target" else None, labels)
+
+
+def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
+    import numpy as np
+
+    n = res["behaves"].size
+    failed = np.flatnonzero((res["status"] != 0).any(axis=1))
+    out = {
+        "n_chips": int(n),
+        "behaving_uncompensated": float(res["behaves"].mean()),
+        "failed_solves": [
+            {
+                "chip": int(res["index"][i]),
+                "reasons": sorted({_STATUS[int(s)] for s in res["status"][i] if s != 0}),
+            }
+            for i in failed
+        ],
+        "seconds_per_chip": {"uncompensated": float(res["seconds"].sum() / n)},
+        "methods": {},
+    }
+    for m in methods:
+        d = {
+            "behaving": float(res[f"{m}_behaves"].mean()),
+            "seconds_per_chip": float(res[f"{m}_seconds"].sum() / n),
+        }
+        if m == "offset":
+            v = res["offset_value"][np.isfinite(res["offset_value"])] * unit_scale
+            d["offset"] = _stats(np.abs(v), "|offset| of the restored chips (current unit)")
+        else:
+            ch = res[f"{m}_changes"][res[f"{m}_behaves"]]
+            d["word_changes_lsb"] = _stats(ch, "sum over the words of |change| in LSBs, restored chips")
+        out["methods"][m] = d
+    return out
+
+
+def _stats(x, what: str) -> dict:
+    import numpy as np
+
+    if x.size == 0:
+        return {"what": what, "n": 0}
+    q = np.quantile(x, [0.0, 0.5, 0.9, 1.0])
+    return {
+        "what": what,
+        "n": int(x.size),
+        "mean": float(x.mean()),
+        "min": float(q[0]),
+        "median": float(q[1]),
+        "p90": float(q[2]),
+        "max": float(q[3]),
+    }
+
+
+_STATUS = {0: "ok", 1: "step limit reached", 2: "non-finite values"}
+
+
+def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run: RunDir) -> bool:
+    import numpy as np
+
+    from . import _mismatch, plot
+
+    comp = cfg["compensation"]
+    methods = [m for m in _mismatch.COMPENSATIONS if comp[m]]
+    mesh = _mismatch.device_mesh()
+    _say(f"{jax.device_count()} device(s){'; chips sharded over them' if mesh is not None else ''}")
+    scale = float(np.max(np.abs(studies[0].currents))) or 1e-9
+    unit_scale = np.max(np.abs(cfg["currents"]["values"])) / scale if scale else 1.0
+    per_sigma, fractions = [], {k: [] for k in ["uncompensated", *methods]}
+    arrays: dict[str, Any] = {}
+    for i, study in enumerate(studies):
+        ref = (
+            _mismatch.hh_reference(study, target)
+            if target is not None
+            else _mismatch.nominal_reference(study)
+        )
+        nominal = _mismatch.nominal_reference(study)
+        _say(
+            f"sigma = {study.sigma:g}: reference ({'HH target' if target is not None else 'nominal chip'}) "
+            f"counts {ref.count.tolist()}, rates {np.round(ref.rate, 1).tolist()} Hz (chip time)"
+        )
+        res = _mismatch.run_study(
+            study,
+            cfg["study"]["n_chips"],
+            ref=ref,
+            chunk=cfg["study"]["chunk"],
+            folder=run.path / "chunks" / f"sigma_{i}",
+            label=f"sigma {study.sigma:g} ",
+            offsets=np.asarray(comp["offsets"]) * scale,
+            factors=comp["rebalance_factors"],
+            retune_steps=comp["retune_steps"],
+            retune_lr=comp["retune_learning_rate"],
+            compensations=methods,
+            mesh=mesh,
+            block=cfg["solver"]["block"],
+        )
+        summary = _mismatch_summary(res, methods, unit_scale)
+        nominal_ok = bool(
+            _mismatch.behaves(
+                nominal.count[None], nominal.rate[None], ref.count, ref.rate, study.count_tol, study.rate_tol
+            )[0]
+        )
+        per_sigma.append(
+            {
+                "sigma": study.sigma,
+                "reference": {"count": ref.count, "rate_hz": ref.rate},
+                "nominal_chip": {"count": nominal.count, "rate_hz": nominal.rate, "behaves": nominal_ok},
+                **summary,
+            }
+        )
+        fractions["uncompensated"].append(summary["behaving_uncompensated"])
+        for m in methods:
+            fractions[m].append(summary["methods"][m]["behaving"])
+        for k, v in res.items():
+            arrays[f"sigma{i}_{k}"] = v
+        rates = {"uncompensated": res["rate"], **{m: res[f"{m}_rate"] for m in methods}}
+        fig = plot.plot_rate_histograms(
+            rates,
+            ref.rate,
+            labels,
+            rate_tol=study.rate_tol,
+            title=f"sigma = {study.sigma:g}, {summary['n_chips']} chips",
+        )
+        run.save_figure(f"rates_sigma{i}.png", fig, dpi=cfg["report"]["dpi"])
+        _print_mismatch(study.sigma, summary, methods)
+    run.write_npz("results.npz", arrays)
+    run.write_json(
+        "metrics.json",
+        {
+            "kind": cfg["kind"],
+            "name": cfg["name"],
+            "currents": labels,
+            "criterion": f"count within {studies[0].count_tol}, rate within "
+            f"{studies[0].rate_tol:.0%} of the reference at every current",
+            "reference": "HH target" if target is not None else "nominal chip",
+            "sigmas": per_sigma,
+        },
+    )
+    if len(studies) > 1:
+        fig = plot.plot_restored_vs_sigma([s.sigma for s in studies], fractions)
+        run.save_figure("restored_vs_sigma.png", fig, dpi=cfg["report"]["dpi"])
+    if cfg["report"]["example_chips"]:
+        _example_traces(studies[0], arrays, methods, target, labels, cfg, run)
+    return True
+
+
+def _print_mismatch(sigma: float, s: dict, methods: list[str]) -> None:
+    _say(f"sigma = {sigma:g}: {s['n_chips']} chips, {len(s['failed_solves'])} failed solves")
+    _say(f"  {'method':<14} {'behaving':>9} {'s/chip':>8}")
+    base, secs = s["behaving_uncompensated"], s["seconds_per_chip"]["uncompensated"]
+    _say(f"  {'uncompensated':<14} {base:>9.1%} {secs:>8.3f}")
+    for m in methods:
+        d = s["methods"][m]
+        _say(f"  {m:<14} {d['behaving']:>9.1%} {d['seconds_per_chip']:>8.3f}")
+
+
+def _example_traces(
+    study, arrays: dict, methods: list[str], target: Any, labels: list[str], cfg: dict, run: RunDir
+) -> None:
+    """Traces at the largest current: the nominal chip, then for a few misbehaving chips the
+    uncompensated chip and each compensation."""
+    import dataclasses as dc
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    from . import _mismatch, plot
+    from ._neurodyn import chip_params
+    from ._simulate import NEURODYN, simulate
+    from ._stimulus import Constant
+
+    bad = np.flatnonzero(~arrays["sigma0_behaves"])[: cfg["report"]["example_chips"]]
+    if bad.size == 0:
+        return
+    j = int(np.argmax(np.abs(study.currents)))
+    ts_ms = study.ts * 1e3
+
+    def trace(chip, offset=0.0):
+        tr = simulate(
+            NEURODYN,
+            chip_params(chip),
+            Constant(study.currents[j] + offset),
+            jnp.asarray(study.y0),
+            study.ts,
+            rtol=study.rtol,
+            atol=study.atol,
+            max_steps=study.max_steps,
+        )
+        return np.asarray(tr.ys[:, 0])
+
+    panels = [plot.TracePanel(ts_ms, trace(study.template()), "nominal chip", "ms", "V", study.threshold)]
+    for i in bad:
+        idx = int(arrays["sigma0_index"][i])
+        mm = jax.tree.map(lambda x: x[0], _mismatch.chip_mismatch(study, np.array([idx])))
+        base = dc.replace(study.template(), mismatch=mm)
+        panels.append(
+            plot.TracePanel(ts_ms, trace(base), f"chip {idx}, uncompensated", "ms", "V", study.threshold)
+        )
+        if "offset" in methods and np.isfinite(arrays["sigma0_offset_value"][i]):
+            off = float(arrays["sigma0_offset_value"][i])
+            panels.append(
+                plot.TracePanel(
+                    ts_ms,
+                    trace(base, off),
+                    f"chip {idx}, offset {off * 1e9:+.3g} nA",
+                    "ms",
+                    "V",
+                    study.threshold,
+                )
+            )
+        if "retune" in methods:
+            w = _mismatch._unflat_words(jnp.asarray(arrays["sigma0_retune_words"][i]))
+            ok = "restored" if arrays["sigma0_retune_behaves"][i] else "not restored"
+            panels.append(
+                plot.TracePanel(
+                    ts_ms,
+                    trace(dc.replace(base, words=w)),
+                    f"chip {idx}, retuned ({ok})",
+                    "ms",
+                    "V",
+                    study.threshold,
+                )
+            )
+    fig = plot.plot_traces(panels, title=f"{labels[j]} (chip time)")
+    run.save_figure("traces.png", fig, dpi=cfg["report"]["dpi"])
+
+
+register_experiment("mismatch", prepare_mismatch)

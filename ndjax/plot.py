@@ -27,6 +27,8 @@ __all__ = [
     "plot_fit_traces",
     "plot_fi_curves",
     "plot_loss_history",
+    "plot_rate_histograms",
+    "plot_restored_vs_sigma",
     "close",
     "units",
 ]
@@ -355,6 +357,66 @@ def plot_loss_history(
             ax.set_yscale("log")
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_rate_histograms(
+    rates: Mapping[str, ArrayLike],
+    reference: ArrayLike,
+    current_labels: Sequence[str],
+    *,
+    rate_tol: float = 0.05,
+    title: str = "",
+) -> Figure:
+    """Histograms of firing rate relative to the reference, one panel per current.
+
+    Args:
+        rates: label -> (N, C) rates in Hz (NaN: failed solve, left out), e.g.
+            ``{"uncompensated": ..., "offset": ...}``; drawn as overlaid step histograms.
+        reference: (C,) reference rates (Hz); a current where it is 0 shows absolute rates.
+        current_labels: (C,) panel titles.
+        rate_tol: the band drawn around the reference.
+    """
+    plt = _pyplot()
+    reference = np.asarray(reference, dtype=float)
+    c = reference.size
+    fig, axes = plt.subplots(1, c, figsize=(3.6 * c, 3.2), squeeze=False)
+    for j, ax in enumerate(axes[0]):
+        ref = reference[j]
+        for label, r in rates.items():
+            x = np.asarray(r, dtype=float)[:, j]
+            x = x[np.isfinite(x)]
+            if ref > 0:
+                x = x / ref
+            if x.size:
+                lo, hi = (0.0, 2.0) if ref > 0 else (0.0, max(float(x.max()), 1.0))
+                ax.hist(np.clip(x, lo, hi), bins=40, range=(lo, hi), histtype="step", label=label)
+        if ref > 0:
+            ax.axvspan(1 - rate_tol, 1 + rate_tol, color="0.85", zorder=0)
+            ax.set_xlabel("rate / reference rate")
+        else:
+            ax.set_xlabel("rate (Hz); reference silent")
+        ax.set_title(current_labels[j], fontsize=9)
+        ax.set_ylabel("chips")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_restored_vs_sigma(sigmas: Sequence[float], fractions: Mapping[str, Sequence[float]]) -> Figure:
+    """Fraction of chips that behave like the reference against the mismatch spread, per method."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for label, f in fractions.items():
+        ax.plot(sigmas, f, "o-", label=label)
+    ax.set_xlabel("mismatch sigma")
+    ax.set_ylabel("fraction of chips behaving")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 

@@ -1,0 +1,771 @@
+"""Mismatch studies: many perturbed chips, how they fire, and how to compensate them.
+
+A study takes one programmed chip (words and biases), a set of constant input
+currents and a mismatch spread ``sigma``. Chip ``i`` of the study has the
+mismatch ``sample_mismatch(fold_in(key(seed), i), sigma)``, so a chip is the
+same in a study of 10 chips and of 10,000, whatever the chunking or the
+number of devices.
+
+For every chip and current the study records the spike count, the firing
+rate (from the first to the last spike, on the chip's time axis) and whether
+the solve succeeded. A chip *behaves* when, at every current, its spike count
+is within ``count_tol`` of the reference and its rate within ``rate_tol``
+(relative; where the reference fires fewer than two spikes, the chip must
+too). The reference is the nominal (mismatch-free) chip, or the HH target the
+words were fitted to.
+
+Compensations, each judged on the same chips:
+
+- ``offset``: the smallest constant current offset (from a grid) that makes
+  the chip behave (the guide's "raise the applied current");
+- ``rebalance``: the smallest change of the sodium and potassium conductance
+  words (a grid of factors) that makes it behave (the guide's "rebalance
+  the conductances");
+- ``retune``: every word re-computed for the chip's own (measured) mismatch:
+  each word divided by its mismatch factor and rounded, then, for chips that
+  still misbehave, straight-through gradient steps on a spike-time loss of the
+  chip's own model.
+
+All simulations go through one compiled kernel (:func:`respond`) that takes a
+flat block of jobs (words, mismatch, current); blocks are sharded over the
+devices when there are several.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._analysis import spike_mask
+from ._neurodyn import (
+    EXPONENT_SIGMA,
+    Mismatch,
+    NDBiases,
+    NDChip,
+    NDWords,
+    chip_params,
+    nd_constants,
+    sample_mismatch,
+)
+from ._simulate import NEURODYN, simulate
+from ._stimulus import Constant
+
+__all__ = [
+    "Study",
+    "Responses",
+    "chip_mismatch",
+    "respond",
+    "run_jobs",
+    "behaves",
+    "device_mesh",
+]
+
+#: Solver settings of studies: rtol 1e-4 keeps spike times within 0.4 us of a
+#: 1e-10 Dopri8 solution on 1,000 mismatched chips (experiments/benchmarks/batch.py)
+#: and costs about half of rtol 1e-6.
+STUDY_RTOL = 1e-4
+STUDY_ATOL = 1e-7
+
+#: Solve status codes.
+OK, MAX_STEPS, NOT_FINITE = 0, 1, 2
+STATUS_TEXT = {OK: "ok", MAX_STEPS: "step limit reached", NOT_FINITE: "non-finite values"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """What is studied: one programmed chip, its inputs and how spikes are judged.
+
+    Attributes:
+        words: nominal words (integer-valued floats).
+        biases: the chip's biases.
+        currents: (C,) applied currents on the chip, A.
+        ts: (T,) save times on the chip's time axis, s (from 0).
+        y0: (4,) initial state.
+        threshold, hysteresis: spike detection on the chip's voltage, V.
+        sigma: mismatch spread; ``exponent_sigma``: spread of the gate powers.
+        seed: chip ``i`` is drawn from ``fold_in(key(seed), i)``.
+        count_tol, rate_tol: what "behaves" means (spikes, relative rate).
+        rtol, atol, max_steps: solver settings.
+    """
+
+    words: NDWords
+    biases: NDBiases
+    currents: np.ndarray
+    ts: np.ndarray
+    y0: np.ndarray
+    threshold: float
+    hysteresis: float
+    sigma: float = 0.15
+    exponent_sigma: tuple = EXPONENT_SIGMA
+    seed: int = 0
+    count_tol: int = 1
+    rate_tol: float = 0.05
+    rtol: float = STUDY_RTOL
+    atol: float = STUDY_ATOL
+    max_steps: int = 20_000
+
+    def __post_init__(self):
+        cur = np.asarray(self.currents, dtype=float)
+        if cur.ndim != 1 or cur.size == 0 or not np.all(np.isfinite(cur)):
+            raise ValueError(
+                f"currents must be a non-empty 1-D array of finite values, got {self.currents!r}"
+            )
+        ts = np.asarray(self.ts, dtype=float)
+        if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) > 0) or ts[0] != 0:
+            raise ValueError("ts must be an increasing 1-D array of at least 2 save times starting at 0")
+        if not (np.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"sigma must be finite and >= 0, got {self.sigma!r}")
+
+    def template(self, words: NDWords | None = None) -> NDChip:
+        """The nominal chip (or the nominal chip with other words)."""
+        from ._neurodyn import nominal_mismatch
+
+        return NDChip(self.words if words is None else words, self.biases, nominal_mismatch(), nd_constants())
+
+
+def chip_mismatch(study: Study, index: np.ndarray) -> Mismatch:
+    """Mismatch of the chips ``index`` (a batched :class:`Mismatch`)."""
+    key = jax.random.key(study.seed)
+    es = jnp.asarray(study.exponent_sigma, dtype=float)
+    return jax.vmap(lambda i: sample_mismatch(jax.random.fold_in(key, i), study.sigma, es))(
+        jnp.asarray(index, dtype=jnp.uint32)
+    )
+
+
+class Responses(NamedTuple):
+    """Per job: spike count, rate (Hz of chip time; 0 below two spikes), solve status."""
+
+    count: np.ndarray
+    rate: np.ndarray
+    status: np.ndarray
+
+
+def _save_v(t, y, args):
+    return y[0]
+
+
+def _first_last(ts, v, mask, threshold):
+    """Interpolated times of the first and last spike of a mask (garbage when there is none)."""
+    n = mask.shape[0]
+    first = jnp.argmax(mask)
+    last = n - 1 - jnp.argmax(mask[::-1])
+
+    def cross(i):
+        i = jnp.maximum(i, 1)
+        v0, v1 = v[i - 1], v[i]
+        frac = jnp.clip((threshold - v0) / jnp.where(v1 > v0, v1 - v0, 1.0), 0.0, 1.0)
+        return ts[i - 1] + frac * (ts[i] - ts[i - 1])
+
+    return cross(first), cross(last)
+
+
+def _one_response(words, mismatch, biases, i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps):
+    chip = NDChip(words, biases, mismatch, nd_constants(), digital=True)
+    tr = simulate(
+        NEURODYN,
+        chip_params(chip),
+        Constant(i_app),
+        y0,
+        ts,
+        save_fn=_save_v,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+    )
+    v = tr.ys
+    mask = spike_mask(v, threshold, hysteresis)
+    count = jnp.sum(mask)
+    t_first, t_last = _first_last(ts, v, mask, threshold)
+    rate = jnp.where(count >= 2, (count - 1) / jnp.maximum(t_last - t_first, 1e-300), 0.0)
+    status = jnp.where(tr.ok, OK, jnp.where(tr.max_steps_reached, MAX_STEPS, NOT_FINITE))
+    return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, jnp.nan), status
+
+
+@functools.partial(jax.jit, static_argnames=("max_steps",))
+def respond(
+    words: NDWords,
+    mismatch: Mismatch,
+    biases: NDBiases,
+    i_app,
+    ts,
+    y0,
+    threshold,
+    hysteresis,
+    rtol,
+    atol,
+    *,
+    max_steps: int,
+):
+    """The study kernel: a block of jobs, each with its own words, mismatch and current.
+
+    Args:
+        words, mismatch: batched over the jobs (leading axis J).
+        i_app: (J,) currents, A.
+        biases, ts, y0, threshold, hysteresis, rtol, atol: shared.
+
+    Returns:
+        ``(count, rate, status)``, each (J,): count -1 and rate NaN where the solve failed.
+    """
+    return jax.vmap(_one_response, in_axes=(0, 0, None, 0, None, None, None, None, None, None, None))(
+        words, mismatch, biases, i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps
+    )
+
+
+def device_mesh() -> jax.sharding.Mesh | None:
+    """A 1-D mesh over all devices (axis ``"chips"``), or None with a single device.
+
+    ``AxisType.Auto`` lets the diffrax/equinox while loop run under the sharding.
+    """
+    n = jax.device_count()
+    if n < 2:
+        return None
+    return jax.make_mesh((n,), ("chips",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def run_jobs(
+    study: Study,
+    words: NDWords,
+    mismatch: Mismatch,
+    i_app,
+    *,
+    block: int = 512,
+    mesh: jax.sharding.Mesh | None = None,
+) -> Responses:
+    """Simulate J jobs in blocks of ``block`` (one compiled kernel; the last block padded).
+
+    With a ``mesh``, each block's job axis is sharded over its devices.
+    """
+    i_app = np.asarray(i_app, dtype=float)
+    n = i_app.shape[0]
+    if n == 0:
+        return Responses(np.zeros(0, int), np.zeros(0), np.zeros(0, int))
+    if mesh is not None:
+        block = -(-block // mesh.size) * mesh.size
+        shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chips"))
+    shared = (
+        study.biases,
+        jnp.asarray(study.ts),
+        jnp.asarray(study.y0, dtype=float),
+        study.threshold,
+        study.hysteresis,
+        study.rtol,
+        study.atol,
+    )
+    out = []
+    for start in range(0, n, block):
+        idx = np.minimum(np.arange(start, start + block), n - 1)  # pad with the last job
+        jobs = (jax.tree.map(lambda x, idx=idx: x[idx], (words, mismatch)), jnp.asarray(i_app[idx]))
+        if mesh is not None:
+            jobs = jax.device_put(jobs, shard)
+        (w, mm), cur = jobs
+        count, rate, status = respond(w, mm, shared[0], cur, *shared[1:], max_steps=study.max_steps)
+        keep = min(block, n - start)
+        out.append((np.asarray(count)[:keep], np.asarray(rate)[:keep], np.asarray(status)[:keep]))
+    return Responses(*(np.concatenate(parts) for parts in zip(*out, strict=True)))
+
+
+def behaves(count, rate, ref_count, ref_rate, count_tol: int, rate_tol: float) -> np.ndarray:
+    """Host-side: per leading index, True when every current matches the reference.
+
+    ``count``/``rate`` (..., C); ``ref_count``/``ref_rate`` (C,). A failed solve
+    (count -1) never behaves.
+    """
+    count, rate = np.asarray(count), np.asarray(rate)
+    ref_count, ref_rate = np.asarray(ref_count), np.asarray(ref_rate)
+    ok_count = (count >= 0) & (np.abs(count - ref_count) <= count_tol)
+    repetitive = ref_rate > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(rate - ref_rate) / np.where(repetitive, ref_rate, 1.0)
+    ok_rate = np.where(repetitive, rel <= rate_tol, rate == 0)
+    return np.all(ok_count & ok_rate, axis=-1)
+
+
+def broadcast_words(words: NDWords, n: int) -> NDWords:
+    return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, float), (n, *jnp.shape(x))), words)
+
+
+def repeat_tree(tree, reps: int):
+    """Repeat every leaf ``reps`` times along axis 0 (job i*reps + k is item i)."""
+    return jax.tree.map(lambda x: jnp.repeat(x, reps, axis=0), tree)
+
+
+def tile_tree(tree, reps: int):
+    """Tile every leaf ``reps`` times along axis 0 (job k*n + i is item i)."""
+    return jax.tree.map(lambda x: jnp.concatenate([x] * reps, axis=0), tree)
+
+
+def responses_grid(
+    study: Study, words: NDWords, mismatch: Mismatch, offsets: Sequence[float] = (0.0,), **kw
+) -> Responses:
+    """Responses of N chips (batched ``words``/``mismatch``) at every current plus every offset.
+
+    Returns arrays of shape (N, K, C) for K offsets and C currents.
+    """
+    n = jax.tree.leaves(mismatch)[0].shape[0]
+    offsets = np.asarray(offsets, dtype=float)
+    k, c = offsets.size, study.currents.size
+    reps = k * c
+    cur = (offsets[:, None] + np.asarray(study.currents)[None, :]).ravel()  # (K*C,)
+    i_app = np.tile(cur, n)
+    r = run_jobs(study, repeat_tree(words, reps), repeat_tree(mismatch, reps), i_app, **kw)
+    return Responses(*(x.reshape(n, k, c) for x in r))
+
+
+# ---- references ----------------------------------------------------------------------------------
+
+
+def nominal_reference(study: Study) -> Responses:
+    """The nominal (mismatch-free) chip at every current: arrays of shape (C,)."""
+    from ._neurodyn import nominal_mismatch
+
+    r = responses_grid(study, broadcast_words(study.words, 1), broadcast_words(nominal_mismatch(), 1))
+    return Responses(*(x[0, 0] for x in r))
+
+
+def hh_reference(study: Study, target) -> Responses:
+    """The HH target (an :class:`ndjax.Target`) at the study's currents, on the chip's time axis."""
+    from ._e2e import _hh_voltages
+
+    i0 = np.asarray(study.currents) / target.chip_current(1.0)  # back to A/cm^2
+    v, ok = _hh_voltages(target.hh_params(), jnp.asarray(i0), jnp.asarray(study.ts))
+    thr, hyst = study.threshold - target.v_shift, study.hysteresis
+    counts, rates = [], []
+    for vv in np.asarray(v):
+        mask = spike_mask(vv, thr, hyst)
+        n = int(np.sum(mask))
+        t0, t1 = _first_last(jnp.asarray(study.ts), jnp.asarray(vv), mask, thr)
+        counts.append(n)
+        rates.append((n - 1) / float(t1 - t0) if n >= 2 else 0.0)
+    status = np.where(np.asarray(ok), OK, NOT_FINITE)
+    return Responses(np.asarray(counts), np.asarray(rates), status)
+
+
+# ---- compensations -------------------------------------------------------------------------------
+
+
+def _first_true(mask: np.ndarray) -> np.ndarray:
+    """Index of the first True along the last axis, -1 where none."""
+    any_ = mask.any(axis=-1)
+    return np.where(any_, np.argmax(mask, axis=-1), -1)
+
+
+def compensate_offset(study: Study, mismatch: Mismatch, ref: Responses, offsets: Sequence[float], **kw):
+    """Smallest current offset (from ``offsets``, tried in order of size) that makes each chip behave.
+
+    Returns:
+        ``(offset, responses)``: (N,) chosen offsets in A (NaN where none works) and the
+        responses (N, C) with the chosen offset (the zero offset where none works).
+    """
+    offsets = np.asarray(sorted(set(float(o) for o in offsets) | {0.0}, key=lambda o: (abs(o), o)))
+    n = jax.tree.leaves(mismatch)[0].shape[0]
+    r = responses_grid(study, broadcast_words(study.words, n), mismatch, offsets, **kw)  # (N, K, C)
+    ok = behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol)  # (N, K)
+    pick = _first_true(ok)
+    chosen = np.where(pick >= 0, offsets[np.maximum(pick, 0)], np.nan)
+    sel = np.maximum(pick, 0)
+    rows = np.arange(n)
+    return chosen, Responses(r.count[rows, sel], r.rate[rows, sel], r.status[rows, sel])
+
+
+def rebalance_candidates(dg: np.ndarray, factors: Sequence[float]) -> np.ndarray:
+    """(P, 3) distinct conductance words: dg[Na] and dg[K] times every pair of ``factors``,
+    rounded and clipped, ordered by total change in LSBs (the unchanged words first)."""
+    dg = np.asarray(dg, dtype=float)
+    cands = {tuple(dg.round().astype(int))}
+    for fa in factors:
+        for fk in factors:
+            w = dg.copy()
+            w[0], w[1] = dg[0] * fa, dg[1] * fk
+            cands.add(tuple(np.clip(w.round(), 0, 1023).astype(int)))
+    arr = np.array(sorted(cands, key=lambda w: (np.abs(np.array(w) - dg).sum(), w)), dtype=float)
+    return arr
+
+
+def compensate_rebalance(study: Study, mismatch: Mismatch, ref: Responses, factors: Sequence[float], **kw):
+    """Smallest change of the Na and K conductance words (a grid of factors) that makes each chip behave.
+
+    Returns:
+        ``(dg, responses)``: (N, 3) chosen words (the nominal ones where none works) and
+        the responses (N, C) with them.
+    """
+    cands = rebalance_candidates(np.asarray(study.words.g), factors)  # (P, 3)
+    n = jax.tree.leaves(mismatch)[0].shape[0]
+    p, c = cands.shape[0], study.currents.size
+    words = broadcast_words(study.words, n * p)
+    words = dataclasses.replace(words, g=jnp.asarray(np.tile(cands, (n, 1))))
+    words = repeat_tree(words, c)
+    mm = repeat_tree(mismatch, p * c)
+    i_app = np.tile(np.asarray(study.currents), n * p)
+    r = run_jobs(study, words, mm, i_app, **kw)
+    r = Responses(*(x.reshape(n, p, c) for x in r))
+    ok = behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol)  # (N, P)
+    pick = _first_true(ok)
+    sel = np.maximum(pick, 0)
+    rows = np.arange(n)
+    chosen = cands[sel]
+    return chosen, Responses(r.count[rows, sel], r.rate[rows, sel], r.status[rows, sel]), pick >= 0
+
+
+def inverse_words(words: NDWords, mismatch: Mismatch) -> NDWords:
+    """Each word divided by its chip's mismatch factor, rounded and clipped to its range (batched)."""
+    from ._quantize import WORD_RANGES
+
+    def fix(w, f, name):
+        lo, hi = WORD_RANGES[name]
+        return jnp.clip(jnp.round(w / f), lo, hi)
+
+    return NDWords(
+        fix(words.g, mismatch.g, "dg"),
+        fix(words.e_rev, mismatch.e_rev, "dErev"),
+        fix(words.i_b, mismatch.i_b, "dIb"),
+    )
+
+
+def word_changes(new: NDWords, old: NDWords) -> np.ndarray:
+    """(N,) total absolute change in LSBs over all 48 words of each chip."""
+    d = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)), new, old)
+    return sum(x.reshape(x.shape[0], -1).sum(axis=1) for x in jax.tree.leaves(d))
+
+
+# ---- per-chip re-tuning by straight-through gradient steps -------------------------------------
+
+
+def _flat_words(w: NDWords) -> jax.Array:
+    return jnp.concatenate([w.g, w.e_rev, jnp.ravel(w.i_b)])
+
+
+def _unflat_words(x) -> NDWords:
+    return NDWords(x[0:3], x[3:6], x[6:].reshape(3, 2, 7))
+
+
+def _retune_loss(
+    theta,
+    w0,
+    mismatch,
+    biases,
+    currents,
+    ts,
+    y0,
+    threshold,
+    hysteresis,
+    ref_count,
+    ref_rate,
+    rtol,
+    atol,
+    max_steps,
+):
+    """One chip: words ``w0 * exp(theta)`` rounded (straight-through), relative rate errors at every
+    current (interpolated first and last spike times make the rate differentiable)."""
+    from ._e2e import _quantize
+
+    words = _quantize(_unflat_words(w0 * jnp.exp(theta)))
+    chip = NDChip(words, biases, mismatch, nd_constants(), digital=True)
+    params = chip_params(chip)
+
+    def one(i_app):
+        tr = simulate(
+            NEURODYN,
+            params,
+            Constant(i_app),
+            y0,
+            ts,
+            save_fn=_save_v,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
+        )
+        v = tr.ys
+        mask = spike_mask(jax.lax.stop_gradient(v), threshold, hysteresis)
+        count = jnp.sum(mask)
+        t_first, t_last = _first_last(ts, v, mask, threshold)
+        rate = jnp.where(count >= 2, (count - 1) / jnp.maximum(t_last - t_first, 1e-12), 0.0)
+        return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, 0.0), tr.ok
+
+    count, rate, ok = jax.vmap(one)(currents)
+    scale = jnp.where(ref_rate > 0, ref_rate, jnp.max(ref_rate))
+    rel = (rate - ref_rate) / scale
+    loss = jnp.sum(jnp.where(ok, rel**2, 1.0)) + 0.01 * jnp.sum((count - ref_count) ** 2)
+    return loss, (count, rate)
+
+
+def _retune_step_fn(optimizer):
+    @functools.partial(jax.jit, static_argnames=("max_steps",))
+    def step(
+        theta,
+        opt_state,
+        active,
+        w0,
+        mismatch,
+        biases,
+        currents,
+        ts,
+        y0,
+        threshold,
+        hysteresis,
+        ref_count,
+        ref_rate,
+        rtol,
+        atol,
+        *,
+        max_steps,
+    ):
+        def per_chip(th, w, mm):
+            return jax.value_and_grad(_retune_loss, has_aux=True)(
+                th,
+                w,
+                mm,
+                biases,
+                currents,
+                ts,
+                y0,
+                threshold,
+                hysteresis,
+                ref_count,
+                ref_rate,
+                rtol,
+                atol,
+                max_steps,
+            )
+
+        (loss, (count, rate)), grads = jax.vmap(per_chip)(theta, w0, mismatch)
+        grads = jnp.where(active[:, None], grads, 0.0)
+        updates, opt_state = optimizer.update(grads, opt_state, theta)
+        import optax
+
+        return optax.apply_updates(theta, updates), opt_state, loss, count, rate
+
+    return step
+
+
+def retune(
+    study: Study, mismatch: Mismatch, ref: Responses, *, steps: int = 10, learning_rate: float = 0.02, **kw
+):
+    """Per-chip re-tuning against each chip's own model (all chips in one ``vmap``).
+
+    Starts from :func:`inverse_words` (every word divided by its mismatch factor) and
+    takes up to ``steps`` Adam steps on log-factors of all words, rounded in the
+    forward pass (straight-through), on the relative firing-rate errors. A chip stops
+    moving as soon as its rounded words behave; otherwise the last words are kept.
+
+    Returns:
+        ``(words, responses, behaving)``: batched integer-valued :class:`NDWords`,
+        (N, C) responses with them, (N,) bool.
+    """
+    import optax
+
+    n = jax.tree.leaves(mismatch)[0].shape[0]
+    c = study.currents.size
+    w_inv = inverse_words(broadcast_words(study.words, n), mismatch)
+    r = run_jobs(study, repeat_tree(w_inv, c), repeat_tree(mismatch, c), np.tile(study.currents, n), **kw)
+    r = Responses(*(x.reshape(n, c) for x in r))
+    ok = behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol)
+    flat0 = jax.vmap(_flat_words)(w_inv)
+    best = np.asarray(flat0).copy()
+    todo = np.flatnonzero(~ok)
+    if steps > 0 and todo.size:
+        opt = optax.adam(learning_rate)
+        step = _retune_step_fn(opt)
+        sub_mm = jax.tree.map(lambda x: x[todo], mismatch)
+        w0 = flat0[todo]
+        theta = jnp.zeros_like(w0)
+        state = opt.init(theta)
+        active = np.ones(todo.size, bool)
+        args = (
+            study.biases,
+            jnp.asarray(study.currents),
+            jnp.asarray(study.ts),
+            jnp.asarray(study.y0, dtype=float),
+            study.threshold,
+            study.hysteresis,
+            jnp.asarray(ref.count),
+            jnp.asarray(ref.rate),
+            study.rtol,
+            study.atol,
+        )
+        for _ in range(steps + 1):
+            new_theta, state, _, count, rate = step(
+                theta, state, jnp.asarray(active), w0, sub_mm, *args, max_steps=study.max_steps
+            )
+            # count/rate are those of ``theta`` (before this update): the words just evaluated
+            good = (
+                behaves(
+                    np.asarray(count), np.asarray(rate), ref.count, ref.rate, study.count_tol, study.rate_tol
+                )
+                & active
+            )
+            if good.any():
+                q = np.asarray(_rounded(w0 * jnp.exp(theta)))
+                best[todo[good]] = q[good]
+                ok[todo[good]] = True
+                active &= ~good
+            if not active.any():
+                break
+            theta = jnp.where(jnp.asarray(active)[:, None], new_theta, theta)
+        # chips never restored keep their last words (the inverse ones when steps == 0)
+        last = np.asarray(_rounded(w0 * jnp.exp(theta)))
+        best[todo[active]] = last[active]
+    words = jax.vmap(_unflat_words)(jnp.asarray(best))
+    r = run_jobs(study, repeat_tree(words, c), repeat_tree(mismatch, c), np.tile(study.currents, n), **kw)
+    r = Responses(*(x.reshape(n, c) for x in r))
+    ok = behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol)
+    return words, r, ok
+
+
+@jax.jit
+def _rounded(flat):
+    from ._e2e import _quantize
+
+    return jax.vmap(lambda x: _flat_words(_quantize(_unflat_words(x))))(flat)
+
+
+# ---- the study, chunk by chunk -------------------------------------------------------------------
+
+COMPENSATIONS = ("offset", "rebalance", "retune")
+
+
+def _atomic_savez(path, arrays: dict) -> None:
+    import os
+
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def study_chunk(
+    study: Study,
+    index: np.ndarray,
+    ref: Responses,
+    *,
+    offsets: Sequence[float],
+    factors: Sequence[float],
+    retune_steps: int,
+    retune_lr: float,
+    compensations: Sequence[str] = COMPENSATIONS,
+    mesh=None,
+    block: int = 512,
+) -> dict:
+    """Every measurement of the chips ``index``: responses before and after each compensation.
+
+    Returns a dict of NumPy arrays (what a chunk file holds).
+    """
+    import time
+
+    kw = dict(mesh=mesh, block=block)
+    n, c = index.size, study.currents.size
+    mm = chip_mismatch(study, index)
+    nominal = broadcast_words(study.words, n)
+    out: dict[str, np.ndarray] = {"index": np.asarray(index)}
+    t = time.perf_counter()
+    r = run_jobs(study, repeat_tree(nominal, c), repeat_tree(mm, c), np.tile(study.currents, n), **kw)
+    r = Responses(*(x.reshape(n, c) for x in r))
+    out.update(
+        count=r.count,
+        rate=r.rate,
+        status=r.status,
+        behaves=behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol),
+        seconds=np.array(time.perf_counter() - t),
+    )
+    if "offset" in compensations:
+        t = time.perf_counter()
+        off, ro = compensate_offset(study, mm, ref, offsets, **kw)
+        out.update(
+            offset_value=off,
+            offset_count=ro.count,
+            offset_rate=ro.rate,
+            offset_behaves=np.isfinite(off),
+            offset_seconds=np.array(time.perf_counter() - t),
+        )
+    if "rebalance" in compensations:
+        t = time.perf_counter()
+        dg, rb, okb = compensate_rebalance(study, mm, ref, factors, **kw)
+        out.update(
+            rebalance_dg=dg,
+            rebalance_count=rb.count,
+            rebalance_rate=rb.rate,
+            rebalance_behaves=okb,
+            rebalance_changes=np.abs(dg - np.asarray(study.words.g)[None]).sum(axis=1),
+            rebalance_seconds=np.array(time.perf_counter() - t),
+        )
+    if "retune" in compensations:
+        t = time.perf_counter()
+        words, rt, okt = retune(study, mm, ref, steps=retune_steps, learning_rate=retune_lr, **kw)
+        out.update(
+            retune_words=np.asarray(jax.vmap(_flat_words)(words)),
+            retune_count=rt.count,
+            retune_rate=rt.rate,
+            retune_behaves=okt,
+            retune_changes=word_changes(words, nominal),
+            retune_seconds=np.array(time.perf_counter() - t),
+        )
+    return out
+
+
+def run_study(
+    study: Study,
+    n_chips: int,
+    *,
+    ref: Responses,
+    chunk: int = 100,
+    folder=None,
+    label: str = "",
+    progress: bool = True,
+    **kw,
+) -> dict:
+    """All chips in chunks of ``chunk``; each finished chunk is saved in ``folder`` (when given) as
+    ``chunk_00000.npz`` etc. and skipped when the study is run again, so an interrupted run
+    resumes where it stopped and ends with the same results as an uninterrupted one.
+
+    Returns the chunks' arrays concatenated over the chips.
+    """
+    from pathlib import Path
+
+    from ._progress import Progress
+
+    if n_chips < 1 or chunk < 1:
+        raise ValueError(f"n_chips and chunk must be positive, got {n_chips} and {chunk}")
+    starts = list(range(0, n_chips, chunk))
+    bar = Progress(n_chips, "chips", label) if progress else None
+    parts, done = [], 0
+    if folder is not None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+    resumed = 0
+    for k, start in enumerate(starts):
+        index = np.arange(start, min(start + chunk, n_chips))
+        path = None if folder is None else folder / f"chunk_{k:05d}.npz"
+        if path is not None and path.exists():
+            with np.load(path) as f:
+                part = {name: f[name] for name in f.files}
+            if not np.array_equal(part["index"], index):
+                raise ValueError(
+                    f"{path} holds chips {part['index'][[0, -1]]}, expected {index[[0, -1]]}: "
+                    "the folder belongs to another study; use a fresh folder"
+                )
+            resumed += index.size
+            if bar is not None:
+                bar.skip(index.size)
+        else:
+            part = study_chunk(study, index, ref, **kw)
+            if path is not None:
+                _atomic_savez(path, part)
+        parts.append(part)
+        done += index.size
+        if bar is not None:
+            frac = float(np.mean(np.concatenate([p["behaves"] for p in parts])))
+            note = f"behaving {frac:.0%}" + (f" ({resumed} resumed from {folder})" if resumed else "")
+            bar.update(done, note)
+    keys = parts[0].keys()
+    return {
+        name: (
+            np.concatenate([p[name] for p in parts])
+            if parts[0][name].ndim
+            else np.array([p[name] for p in parts])
+        )
+        for name in keys
+    }
