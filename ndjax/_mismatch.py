@@ -41,6 +41,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ._analysis import spike_mask
 from ._neurodyn import (
@@ -494,53 +495,24 @@ def _retune_loss(
     return loss, (count, rate)
 
 
-def _retune_step_fn(optimizer):
-    @functools.partial(jax.jit, static_argnames=("max_steps",))
-    def step(
-        theta,
-        opt_state,
-        active,
-        w0,
-        mismatch,
-        biases,
-        currents,
-        ts,
-        y0,
-        threshold,
-        hysteresis,
-        ref_count,
-        ref_rate,
-        rtol,
-        atol,
-        *,
-        max_steps,
-    ):
-        def per_chip(th, w, mm):
-            return jax.value_and_grad(_retune_loss, has_aux=True)(
-                th,
-                w,
-                mm,
-                biases,
-                currents,
-                ts,
-                y0,
-                threshold,
-                hysteresis,
-                ref_count,
-                ref_rate,
-                rtol,
-                atol,
-                max_steps,
-            )
+#: Adam with its step size as state: one compiled step serves every learning rate.
+_RETUNE_ADAM = optax.inject_hyperparams(optax.adam)(learning_rate=0.02)
 
-        (loss, (count, rate)), grads = jax.vmap(per_chip)(theta, w0, mismatch)
-        grads = jnp.where(active[:, None], grads, 0.0)
-        updates, opt_state = optimizer.update(grads, opt_state, theta)
-        import optax
 
-        return optax.apply_updates(theta, updates), opt_state, loss, count, rate
+@functools.partial(jax.jit, static_argnames=("max_steps",))
+def _retune_step(theta, opt_state, active, w0, mismatch, biases, currents, ts, y0, threshold, hysteresis,
+                 ref_count, ref_rate, rtol, atol, *, max_steps):  # fmt: skip
+    """One Adam step of every chip (vmapped); returns the new log-factors and the responses of
+    the words before the step."""
 
-    return step
+    def per_chip(th, w, mm):
+        args = (biases, currents, ts, y0, threshold, hysteresis, ref_count, ref_rate, rtol, atol, max_steps)
+        return jax.value_and_grad(_retune_loss, has_aux=True)(th, w, mm, *args)
+
+    (loss, (count, rate)), grads = jax.vmap(per_chip)(theta, w0, mismatch)
+    grads = jnp.where(active[:, None], grads, 0.0)
+    updates, opt_state = _RETUNE_ADAM.update(grads, opt_state, theta)
+    return optax.apply_updates(theta, updates), opt_state, loss, count, rate
 
 
 def retune(
@@ -557,8 +529,6 @@ def retune(
         ``(words, responses, behaving)``: batched integer-valued :class:`NDWords`,
         (N, C) responses with them, (N,) bool.
     """
-    import optax
-
     n = jax.tree.leaves(mismatch)[0].shape[0]
     c = study.currents.size
     w_inv = inverse_words(broadcast_words(study.words, n), mismatch)
@@ -569,13 +539,15 @@ def retune(
     best = np.asarray(flat0).copy()
     todo = np.flatnonzero(~ok)
     if steps > 0 and todo.size:
-        opt = optax.adam(learning_rate)
-        step = _retune_step_fn(opt)
-        sub_mm = jax.tree.map(lambda x: x[todo], mismatch)
-        w0 = flat0[todo]
+        # every chunk runs n lanes (the chips to re-tune, padded with inactive copies), so the
+        # gradient step compiles once per chunk size, not once per number of misbehaving chips
+        lanes = np.concatenate([todo, np.full(n - todo.size, todo[0])])
+        active = np.arange(n) < todo.size
+        sub_mm = jax.tree.map(lambda x: x[lanes], mismatch)
+        w0 = flat0[lanes]
         theta = jnp.zeros_like(w0)
-        state = opt.init(theta)
-        active = np.ones(todo.size, bool)
+        state = _RETUNE_ADAM.init(theta)
+        state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, dtype=theta.dtype)
         args = (
             study.biases,
             jnp.asarray(study.currents),
@@ -589,27 +561,23 @@ def retune(
             study.atol,
         )
         for _ in range(steps + 1):
-            new_theta, state, _, count, rate = step(
+            new_theta, state, _, count, rate = _retune_step(
                 theta, state, jnp.asarray(active), w0, sub_mm, *args, max_steps=study.max_steps
             )
             # count/rate are those of ``theta`` (before this update): the words just evaluated
-            good = (
-                behaves(
-                    np.asarray(count), np.asarray(rate), ref.count, ref.rate, study.count_tol, study.rate_tol
-                )
-                & active
+            good = active & behaves(
+                np.asarray(count), np.asarray(rate), ref.count, ref.rate, study.count_tol, study.rate_tol
             )
             if good.any():
                 q = np.asarray(_rounded(w0 * jnp.exp(theta)))
-                best[todo[good]] = q[good]
-                ok[todo[good]] = True
+                best[lanes[good]] = q[good]
                 active &= ~good
             if not active.any():
                 break
             theta = jnp.where(jnp.asarray(active)[:, None], new_theta, theta)
         # chips never restored keep their last words (the inverse ones when steps == 0)
         last = np.asarray(_rounded(w0 * jnp.exp(theta)))
-        best[todo[active]] = last[active]
+        best[lanes[active]] = last[active]
     words = jax.vmap(_unflat_words)(jnp.asarray(best))
     r = run_jobs(study, repeat_tree(words, c), repeat_tree(mismatch, c), np.tile(study.currents, n), **kw)
     r = Responses(*(x.reshape(n, c) for x in r))

@@ -1,0 +1,316 @@
+"""Mismatch studies: the kernel against direct solves, chip identity, 'behaves', compensations,
+resuming an interrupted study, sharding over 4 host devices, and the ``kind = "mismatch"`` runner."""
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ndjax
+from ndjax import _mismatch as M
+from ndjax import _runner
+from ndjax._config import ConfigError, parse_config
+
+# 5 ms of chip time from [0.7, 0, 0, 0]: the default chip peaks at 1.65 ms and 1.82 ms later (SPEC 2),
+# so it fires 2 spikes at 0 nA
+CHIP = ndjax.nd_chip()
+STUDY = M.Study(
+    words=CHIP.words,
+    biases=CHIP.biases,
+    currents=np.array([0.0, 5e-10]),
+    ts=np.linspace(0.0, 5e-3, 401),
+    y0=np.array([0.7, 0.0, 0.0, 0.0]),
+    threshold=0.9,
+    hysteresis=0.05,
+    sigma=0.15,
+    seed=3,
+)
+KW = dict(offsets=[-1e-10, 1e-10, 2e-10], factors=[0.9, 1.0, 1.1], retune_steps=1, retune_lr=0.02)
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return M.nominal_reference(STUDY)
+
+
+def test_chip_identity_does_not_depend_on_batch():
+    one = M.chip_mismatch(STUDY, np.array([7]))
+    many = M.chip_mismatch(STUDY, np.arange(10))
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(many), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[7])
+    other_seed = M.chip_mismatch(dataclasses.replace(STUDY, seed=4), np.array([7]))
+    assert not np.allclose(np.asarray(other_seed.g), np.asarray(one.g))
+
+
+def test_kernel_matches_direct_solves(ref):
+    """Counts and rates of the study kernel equal a plain simulate + spike_times per chip."""
+    idx = np.arange(4)
+    mm = M.chip_mismatch(STUDY, idx)
+    r = M.responses_grid(STUDY, M.broadcast_words(STUDY.words, 4), mm)
+    for i in idx:
+        chip = dataclasses.replace(CHIP, mismatch=jax.tree.map(lambda x, i=i: x[i], mm))
+        for j, cur in enumerate(STUDY.currents):
+            tr = ndjax.simulate(ndjax.NEURODYN, ndjax.chip_params(chip), float(cur), STUDY.y0, STUDY.ts,
+                                rtol=STUDY.rtol, atol=STUDY.atol)  # fmt: skip
+            t = ndjax.spike_times(STUDY.ts, np.asarray(tr.ys[:, 0]), 0.9, 0.05)
+            assert r.count[i, 0, j] == len(t)
+            want = (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 else 0.0
+            np.testing.assert_allclose(r.rate[i, 0, j], want, rtol=1e-9)
+    assert np.all(r.status == M.OK)
+    # the nominal reference is the unperturbed chip: 2 spikes at 0 nA in 5 ms
+    assert ref.count[0] == 2
+
+
+def test_behaves_rules():
+    ref_c, ref_r = np.array([0, 1, 10]), np.array([0.0, 0.0, 100.0])
+    ok = M.behaves(
+        np.array([[0, 2, 10], [1, 1, 11], [0, 1, 10], [0, 1, 10], [-1, 1, 10]]),
+        np.array(
+            [[0.0, 50.0, 104.9], [0.0, 0.0, 95.1], [0.0, 0.0, 105.1], [0.0, 0.0, 94.0], [np.nan, 0, 100]]
+        ),
+        ref_c, ref_r, 1, 0.05,
+    )  # fmt: skip
+    # a second spike where the reference fires once is repetitive firing: not behaving
+    assert ok.tolist() == [False, True, False, False, False]
+
+
+def test_failed_solve_is_reported_not_counted():
+    mm = M.chip_mismatch(STUDY, np.arange(2))
+    short = dataclasses.replace(STUDY, max_steps=5)
+    r = M.responses_grid(short, M.broadcast_words(STUDY.words, 2), mm)
+    assert np.all(r.status == M.MAX_STEPS)
+    assert np.all(r.count == -1) and np.all(np.isnan(r.rate))
+    assert not M.behaves(r.count[:, 0], r.rate[:, 0], [3, 3], [1.0, 1.0], 1, 0.05).any()
+
+
+def test_inverse_words_undo_the_mismatch_factors():
+    n = 2
+    mm = M.chip_mismatch(STUDY, np.arange(n))
+    w = M.broadcast_words(STUDY.words, n)
+    inv = M.inverse_words(w, mm)
+    np.testing.assert_array_equal(
+        np.asarray(inv.g), np.clip(np.round(np.asarray(w.g) / np.asarray(mm.g)), 0, 1023)
+    )
+    ones = jax.tree.map(jnp.ones_like, mm)
+    same = M.inverse_words(w, ones)
+    for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(w), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert M.word_changes(same, w).tolist() == [0, 0]
+
+
+def test_rebalance_candidates_ordered_by_change():
+    c = M.rebalance_candidates(np.array([1023.0, 307.0, 3.0]), [0.9, 1.0, 1.1])
+    np.testing.assert_array_equal(c[0], [1023, 307, 3])  # unchanged first
+    changes = np.abs(c - [1023, 307, 3]).sum(axis=1)
+    assert np.all(np.diff(changes) >= 0)
+    assert c[:, 0].max() == 1023  # clipped at the top of the range
+    assert len({tuple(x) for x in c}) == len(c)
+
+
+def test_offset_compensation_picks_smallest_working_offset(ref):
+    mm = M.chip_mismatch(STUDY, np.arange(6))
+    off, r = M.compensate_offset(STUDY, mm, ref, KW["offsets"])
+    grid = M.responses_grid(STUDY, M.broadcast_words(STUDY.words, 6), mm, [0.0, -1e-10, 1e-10, 2e-10])
+    ok = M.behaves(grid.count, grid.rate, ref.count, ref.rate, 1, 0.05)  # (6, 4), by |offset|
+    for i in range(6):
+        if not ok[i].any():
+            assert np.isnan(off[i])
+        else:
+            assert off[i] == [0.0, -1e-10, 1e-10, 2e-10][int(np.argmax(ok[i]))]
+            np.testing.assert_array_equal(r.count[i], grid.count[i, int(np.argmax(ok[i]))])
+
+
+def _study_arrays(folder, n=6, chunk=2, **extra):
+    return M.run_study(STUDY, n, ref=M.nominal_reference(STUDY), chunk=chunk, folder=folder, progress=False,
+                       **{**KW, **extra})  # fmt: skip
+
+
+def _assert_same(a, b, rtol=0.0):
+    """Equal results (wall times aside); ``rtol`` for float arrays only."""
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.endswith("seconds"):
+            continue
+        if rtol and np.issubdtype(a[k].dtype, np.floating):
+            np.testing.assert_allclose(a[k], b[k], rtol=rtol, err_msg=k)
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    return _study_arrays(tmp_path_factory.mktemp("full"))
+
+
+class Interrupted(Exception):
+    """Stands for a crash or Ctrl-C (pytest handles a real KeyboardInterrupt itself)."""
+
+
+def test_interrupted_study_resumes_to_the_same_result(tmp_path, full_run, monkeypatch):
+    calls = []
+    real = M.study_chunk
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Interrupted  # the first run dies during its second chunk
+        return real(*a, **k)
+
+    monkeypatch.setattr(M, "study_chunk", flaky)
+    with pytest.raises(Interrupted):
+        _study_arrays(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk_00000.npz"]  # no partial file
+    resumed = _study_arrays(tmp_path)
+    assert len(calls) == 2 + 2  # then chunks 2 and 3; chunk 1 was loaded, not recomputed
+    _assert_same(resumed, full_run)
+    assert full_run["behaves"].shape == (6,)
+    for name in ("offset_behaves", "rebalance_behaves", "retune_behaves", "retune_words", "retune_changes"):
+        assert full_run[name].shape[0] == 6
+
+
+def test_resume_refuses_another_study_folder(tmp_path, full_run):
+    _study_arrays(tmp_path, n=4, chunk=2)
+    with pytest.raises(ValueError, match="another study"):
+        _study_arrays(tmp_path, n=6, chunk=3)
+
+
+def test_chunking_does_not_change_results(tmp_path, full_run):
+    _assert_same(_study_arrays(tmp_path, chunk=4), full_run)
+
+
+SHARDED = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    import test_mismatch as T
+    from ndjax import _mismatch as M
+    assert jax.device_count() == 4, jax.devices()
+    mesh = M.device_mesh()
+    res = M.run_study(T.STUDY, 6, ref=M.nominal_reference(T.STUDY), chunk=3, folder=None, progress=False,
+                      mesh=mesh, block=8, **T.KW)
+    np.savez({out!r}, **res)
+    """
+)
+
+
+def test_sharded_over_four_devices_equals_one_device(tmp_path, full_run):
+    out = tmp_path / "sharded.npz"
+    script = SHARDED.format(tests=os.path.dirname(__file__), out=str(out))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(out) as f:
+        sharded = {k: f[k] for k in f.files}
+    # Counts, verdicts, chosen offsets and words are identical. Rates agree to 1e-7, not bit for bit:
+    # XLA vectorises a batch of 2 lanes per device differently from one of 512, and the last-bit
+    # differences move the adaptive steps slightly (measured: 7e-8 relative at most).
+    _assert_same(sharded, full_run, rtol=1e-6)
+
+
+# ---- the runner ----------------------------------------------------------------------------------
+
+CONFIG = """
+kind = "mismatch"
+seed = 3
+[currents]
+values = [0.0, 0.5]
+span_ms = 5.0
+n_save = 401
+[study]
+n_chips = 4
+chunk = 2
+sigma = [0.05, 0.15]
+[compensation]
+offsets = [-0.2, 0.2]
+rebalance_factors = [0.9, 1.1]
+retune_steps = 1
+[report]
+example_chips = 1
+dpi = 40
+"""
+
+
+def run_main(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = _runner.main([str(a) for a in argv])
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_runner_writes_results_and_resumes(tmp_path):
+    config = tmp_path / "mm.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "out"
+    status, stdout, stderr = run_main(["run", config, "--out", out])
+    assert status == 0, stderr
+    for name in (
+        "metrics.json",
+        "results.npz",
+        "rates_sigma0.png",
+        "rates_sigma1.png",
+        "restored_vs_sigma.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["sigma"] for s in metrics["sigmas"]] == [0.05, 0.15]
+    s0 = metrics["sigmas"][0]
+    assert s0["n_chips"] == 4 and s0["nominal_chip"]["behaves"] is True
+    assert set(s0["methods"]) == {"offset", "rebalance", "retune"}
+    assert "ETA" in stdout
+    with np.load(out / "results.npz") as f:
+        first = {k: f[k] for k in f.files}
+    # run again into the same folder: everything is loaded from the chunks, same results
+    (out / "chunks" / "sigma_1" / "chunk_00001.npz").unlink()  # as if interrupted there
+    status, stdout, stderr = run_main(["run", config, "--out", out])
+    assert status == 0, stderr
+    assert "resuming" in stdout
+    with np.load(out / "results.npz") as f:
+        again = {k: f[k] for k in f.files}
+    _assert_same(again, first)
+    # another config into the same folder is refused
+    config.write_text(CONFIG.replace("n_chips = 4", "n_chips = 5"))
+    status, _, stderr = run_main(["run", config, "--out", out])
+    assert status == 2 and "different config" in stderr
+
+
+@pytest.mark.parametrize(
+    "text, path, message",
+    [
+        ("[study]\nsigmaa = 0.1", "study.sigmaa", "did you mean 'sigma'"),
+        ("[study]\nsigma = [0.1, -0.1]", "study.sigma[1]", "in 0..1"),
+        ("[study]\nreference = 'hh'", "study.reference", "expected one of"),
+        ("[compensation]\nrebalance_factors = [1.0]", "compensation.rebalance_factors", "other than 1"),
+        ("[currents]\nvalues = []", "currents.values", "at least 1 current"),
+        ("[currents]\nvalues = [1.0, 1.0]", "currents.values[1]", "duplicate"),
+        ("[currents]\nunit = 'pA'", "currents.unit", "expected one of"),
+    ],
+)
+def test_config_errors(text, path, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config('kind = "mismatch"\n' + text)
+    assert any(p == path and message in m for p, m in info.value.errors), info.value.errors
+
+
+def test_target_reference_needs_a_words_file(tmp_path):
+    config = tmp_path / "mm.toml"
+    config.write_text('kind = "mismatch"\n[study]\nreference = "target"\n')
+    status, _, stderr = run_main(["run", config, "--out", tmp_path / "o"])
+    assert status == 2 and "study.reference" in stderr
+    config.write_text('kind = "mismatch"\n[chip]\nwords = "missing.json"\n')
+    status, _, stderr = run_main(["run", config, "--out", tmp_path / "o"])
+    assert status == 2 and "chip.words" in stderr and "missing.json" in stderr
