@@ -1121,7 +1121,7 @@ register_kind("fit", FIT)
 # ---------------------------------------------------------------------------------------------------
 # kind = "mismatch": many perturbed chips, their firing, and compensation (ndjax._mismatch)
 
-MISMATCH_METHODS = ("offset", "rebalance", "retune")
+MISMATCH_METHODS = ("offset", "rebalance", "retune", "robust")
 
 
 def _check_mismatch_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
@@ -1238,10 +1238,32 @@ MISMATCH_COMPENSATION = Table(
             gt=0,
             le=10,
         ),
+        "robust": Key(
+            "bool", True, "compare one robust word set for all chips, fitted on training chips never studied"
+        ),
+        "robust_train_chips": Key(
+            "int", 64, "robust: training chips (indices from 2^30)", ge=1, le=1_000_000
+        ),
+        "robust_generations": Key("int", 20, "robust: evolution-strategy generations", ge=0, le=100_000),
+        "robust_population": Key("int", 8, "robust: candidates per generation", ge=1, le=10_000),
+        "robust_sigma": Key(
+            "float", 0.1, "robust: step of the evolution strategy (log-factors)", gt=0, le=10
+        ),
+        "retune_generations": Key(
+            "int",
+            30,
+            "retune: evolution-strategy generations per chip over 13 global factors (0: none)",
+            ge=0,
+            le=100_000,
+        ),
+        "retune_population": Key("int", 8, "retune: candidates per chip and generation", ge=1, le=10_000),
+        "retune_sigma": Key(
+            "float", 0.1, "retune: step of the evolution strategy (log-factors)", gt=0, le=10
+        ),
         "retune_steps": Key(
             "int",
-            10,
-            "retune: straight-through Adam steps after the inverse words (0: none)",
+            0,
+            "retune: straight-through Adam steps on every word afterwards (0: none)",
             ge=0,
             le=100_000,
         ),

@@ -515,15 +515,108 @@ def _retune_step(theta, opt_state, active, w0, mismatch, biases, currents, ts, y
     return optax.apply_updates(theta, updates), opt_state, loss, count, rate
 
 
+def _score(count, rate, ref: Responses) -> np.ndarray:
+    """Host-side distance to the reference over the last axis (C): spike-count differences plus
+    10x relative rate errors; a failed solve costs 100."""
+    scale = np.where(ref.rate > 0, ref.rate, max(float(np.max(ref.rate)), 1.0))
+    per = np.abs(count - ref.count) + 10.0 * np.abs(np.nan_to_num(rate) - ref.rate) / scale
+    return np.sum(np.where(count < 0, 100.0, per), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("population",))
+def _es_candidates(w_start, theta, chips, generation, seed, es_sigma, *, population: int):
+    """Rounded candidate words (n, P, 48) around each chip's factors ``theta`` (n, 13), and the
+    candidate factors (n, P, 13); chip ``chips[i]``'s draws depend only on (seed, chip, generation)."""
+    from ._e2e import _apply_factors, _quantize
+
+    key = jax.random.fold_in(jax.random.key(seed), 0x5EED)
+
+    def per_chip(w, th, chip):
+        k = jax.random.fold_in(jax.random.fold_in(key, chip), generation)
+        cand = th[None, :] + es_sigma * jax.random.normal(k, (population, 13), dtype=th.dtype)
+        words = jax.vmap(lambda f: _flat_words(_quantize(_apply_factors(_unflat_words(w), f))))(cand)
+        return words, cand
+
+    return jax.vmap(per_chip)(w_start, theta, chips)
+
+
+def _es_stage(study, mismatch, ref, index, flat0, r0, ok, generations, population, es_sigma, **kw):
+    """(1 + population) evolution strategy per misbehaving chip over the 13 global factors."""
+    c = study.currents.size
+    todo = np.flatnonzero(~ok)
+    w_start = flat0[todo]
+    theta = np.zeros((todo.size, 13))
+    score = _score(r0.count[todo], r0.rate[todo], ref)
+    best = np.asarray(flat0).copy()
+    ok = ok.copy()
+    active = np.ones(todo.size, bool)
+    for g in range(generations):
+        live = np.flatnonzero(active)
+        if live.size == 0:
+            break
+        # lanes padded to the chunk size: one compilation of the candidate draw per chunk size
+        lanes = np.concatenate([live, np.full(flat0.shape[0] - live.size, live[0])])
+        words, cand = _es_candidates(
+            w_start[lanes],
+            jnp.asarray(theta[lanes]),
+            jnp.asarray(index[todo[lanes]]),
+            g,
+            study.seed,
+            es_sigma,
+            population=population,
+        )
+        words, cand = words[: live.size], cand[: live.size]
+        m = live.size * population
+        w_jobs = jax.vmap(_unflat_words)(jnp.reshape(words, (m, 48)))
+        sel = todo[live]
+        mm = repeat_tree(jax.tree.map(lambda x, sel=sel: x[sel], mismatch), population)
+        rr = run_jobs(study, repeat_tree(w_jobs, c), repeat_tree(mm, c), np.tile(study.currents, m), **kw)
+        cnt, rate = rr.count.reshape(live.size, population, c), rr.rate.reshape(live.size, population, c)
+        sc = _score(cnt, rate, ref)  # (live, P)
+        good = behaves(cnt, rate, ref.count, ref.rate, study.count_tol, study.rate_tol)  # (live, P)
+        pick = np.where(good.any(axis=1), np.argmax(good, axis=1), np.argmin(sc, axis=1))
+        rows = np.arange(live.size)
+        better = good.any(axis=1) | (sc[rows, pick] < score[live])
+        words_np, cand_np = np.asarray(words), np.asarray(cand)
+        for j in np.flatnonzero(better):
+            k = live[j]
+            theta[k] = cand_np[j, pick[j]]
+            score[k] = sc[j, pick[j]]
+            best[todo[k]] = words_np[j, pick[j]]
+        done = good.any(axis=1)
+        ok[todo[live[done]]] = True
+        active[live[done]] = False
+    return jnp.asarray(best), ok
+
+
 def retune(
-    study: Study, mismatch: Mismatch, ref: Responses, *, steps: int = 10, learning_rate: float = 0.02, **kw
+    study: Study,
+    mismatch: Mismatch,
+    ref: Responses,
+    index: np.ndarray,
+    *,
+    generations: int = 30,
+    population: int = 8,
+    es_sigma: float = 0.1,
+    steps: int = 0,
+    learning_rate: float = 0.02,
+    **kw,
 ):
     """Per-chip re-tuning against each chip's own model (all chips in one ``vmap``).
 
-    Starts from :func:`inverse_words` (every word divided by its mismatch factor) and
-    takes up to ``steps`` Adam steps on log-factors of all words, rounded in the
-    forward pass (straight-through), on the relative firing-rate errors. A chip stops
-    moving as soon as its rounded words behave; otherwise the last words are kept.
+    1. :func:`inverse_words`: every word divided by its mismatch factor and rounded (this
+       cannot undo the jitter of the gate powers, nor move words of a few LSBs by less
+       than one LSB);
+    2. for the chips that still misbehave, a (1 + ``population``) evolution strategy per
+       chip over the 13 global factors of :func:`ndjax._e2e._apply_factors` (conductances,
+       reversal shifts, one factor per rate and one for all rates), ``generations``
+       generations of step ``es_sigma``; each chip's perturbations come from
+       ``fold_in(key(seed), chip index)``, so results do not depend on the chunking;
+    3. for the chips still misbehaving, up to ``steps`` Adam steps on log-factors of all
+       48 words, rounded in the forward pass (straight-through), on the relative
+       firing-rate errors.
+
+    A chip stops moving as soon as its rounded words behave.
 
     Returns:
         ``(words, responses, behaving)``: batched integer-valued :class:`NDWords`,
@@ -536,6 +629,10 @@ def retune(
     r = Responses(*(x.reshape(n, c) for x in r))
     ok = behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol)
     flat0 = jax.vmap(_flat_words)(w_inv)
+    if generations > 0 and not ok.all():
+        flat0, ok = _es_stage(
+            study, mismatch, ref, index, flat0, r, ok, generations, population, es_sigma, **kw
+        )
     best = np.asarray(flat0).copy()
     todo = np.flatnonzero(~ok)
     if steps > 0 and todo.size:
@@ -594,7 +691,9 @@ def _rounded(flat):
 
 # ---- the study, chunk by chunk -------------------------------------------------------------------
 
-COMPENSATIONS = ("offset", "rebalance", "retune")
+COMPENSATIONS = ("offset", "rebalance", "retune", "robust")
+#: The robust word set is judged by a looser criterion: rate within this fraction at every current.
+ROBUST_RATE_TOL = 0.10
 
 
 def _atomic_savez(path, arrays: dict) -> None:
@@ -612,9 +711,13 @@ def study_chunk(
     *,
     offsets: Sequence[float],
     factors: Sequence[float],
-    retune_steps: int,
-    retune_lr: float,
+    retune_steps: int = 0,
+    retune_lr: float = 0.02,
+    retune_generations: int = 30,
+    retune_population: int = 8,
+    retune_sigma: float = 0.1,
     compensations: Sequence[str] = COMPENSATIONS,
+    robust: NDWords | None = None,
     mesh=None,
     block: int = 512,
 ) -> dict:
@@ -639,6 +742,22 @@ def study_chunk(
         behaves=behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol),
         seconds=np.array(time.perf_counter() - t),
     )
+    out["within_robust_tol"] = within_rate(r.count, r.rate, ref, ROBUST_RATE_TOL)
+    if "robust" in compensations:
+        if robust is None:
+            raise ValueError("the 'robust' compensation needs the robust words (see robust_words)")
+        t = time.perf_counter()
+        rw = broadcast_words(robust, n)
+        rr = run_jobs(study, repeat_tree(rw, c), repeat_tree(mm, c), np.tile(study.currents, n), **kw)
+        rr = Responses(*(x.reshape(n, c) for x in rr))
+        out.update(
+            robust_count=rr.count,
+            robust_rate=rr.rate,
+            robust_behaves=behaves(rr.count, rr.rate, ref.count, ref.rate, study.count_tol, study.rate_tol),
+            robust_within_robust_tol=within_rate(rr.count, rr.rate, ref, ROBUST_RATE_TOL),
+            robust_changes=word_changes(rw, nominal),
+            robust_seconds=np.array(time.perf_counter() - t),
+        )
     if "offset" in compensations:
         t = time.perf_counter()
         off, ro = compensate_offset(study, mm, ref, offsets, **kw)
@@ -662,7 +781,18 @@ def study_chunk(
         )
     if "retune" in compensations:
         t = time.perf_counter()
-        words, rt, okt = retune(study, mm, ref, steps=retune_steps, learning_rate=retune_lr, **kw)
+        words, rt, okt = retune(
+            study,
+            mm,
+            ref,
+            index,
+            generations=retune_generations,
+            population=retune_population,
+            es_sigma=retune_sigma,
+            steps=retune_steps,
+            learning_rate=retune_lr,
+            **kw,
+        )
         out.update(
             retune_words=np.asarray(jax.vmap(_flat_words)(words)),
             retune_count=rt.count,
@@ -674,6 +804,20 @@ def study_chunk(
     return out
 
 
+def _robust_saved(study: Study, ref: Responses, folder, kw: dict, options: dict | None):
+    """The robust words of a study, computed once and kept in ``folder/robust_words.npz``."""
+    path = None if folder is None else folder / "robust_words.npz"
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            return NDWords(f["g"], f["e_rev"], f["i_b"]), f["history"]
+    opts = {k: kw[k] for k in ("mesh", "block") if k in kw}
+    words, history = robust_words(study, ref, progress=True, **(options or {}), **opts)
+    if path is not None:
+        _atomic_savez(path, dict(g=np.asarray(words.g), e_rev=np.asarray(words.e_rev),
+                                 i_b=np.asarray(words.i_b), history=history))  # fmt: skip
+    return words, history
+
+
 def run_study(
     study: Study,
     n_chips: int,
@@ -683,11 +827,14 @@ def run_study(
     folder=None,
     label: str = "",
     progress: bool = True,
+    robust_options: dict | None = None,
     **kw,
 ) -> dict:
     """All chips in chunks of ``chunk``; each finished chunk is saved in ``folder`` (when given) as
     ``chunk_00000.npz`` etc. and skipped when the study is run again, so an interrupted run
-    resumes where it stopped and ends with the same results as an uninterrupted one.
+    resumes where it stopped and ends with the same results as an uninterrupted one. The
+    robust words (compensation ``"robust"``, :func:`robust_words` with ``robust_options``) are
+    computed first and kept there too.
 
     Returns the chunks' arrays concatenated over the chips.
     """
@@ -704,6 +851,13 @@ def run_study(
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
     resumed = 0
+    comps = kw.get("compensations", COMPENSATIONS)
+    if "robust" in comps and kw.get("robust") is None:
+        import time
+
+        t = time.perf_counter()
+        kw["robust"], robust_history = _robust_saved(study, ref, folder, kw, robust_options)
+        robust_seconds = time.perf_counter() - t
     for k, start in enumerate(starts):
         index = np.arange(start, min(start + chunk, n_chips))
         path = None if folder is None else folder / f"chunk_{k:05d}.npz"
@@ -729,7 +883,7 @@ def run_study(
             note = f"behaving {frac:.0%}" + (f" ({resumed} resumed from {folder})" if resumed else "")
             bar.update(done, note)
     keys = parts[0].keys()
-    return {
+    out = {
         name: (
             np.concatenate([p[name] for p in parts])
             if parts[0][name].ndim
@@ -737,3 +891,89 @@ def run_study(
         )
         for name in keys
     }
+    if "robust" in kw:
+        out["robust_words"] = np.asarray(_flat_words(kw["robust"]))
+        out["robust_history"] = np.asarray(robust_history)
+        out["robust_fit_seconds"] = np.array(robust_seconds)  # the load time when read back
+    return out
+
+
+# ---- one robust word set for every chip ----------------------------------------------------------
+
+#: Chips of the robust fit's training set have indices from here on: a study never draws them
+#: (its chips are 0, 1, 2, ...), so the robust words are judged on chips they never saw.
+TRAIN_OFFSET = 1 << 30
+
+
+def within_rate(count, rate, ref: Responses, tol: float) -> np.ndarray:
+    """Host-side: True where, at every current (last axis), the rate is within ``tol`` of the
+    reference's (relative), or zero where the reference fires fewer than two spikes."""
+    rate = np.asarray(rate)
+    repetitive = ref.rate > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.abs(rate - ref.rate) / np.where(repetitive, ref.rate, 1.0)
+    ok = np.where(repetitive, rel <= tol, rate == 0) & (np.asarray(count) >= 0)
+    return np.all(ok, axis=-1)
+
+
+def _robust_objective(count, rate, ref: Responses, tol: float) -> np.ndarray:
+    """(P, T, C) -> (P,): minus the fraction of chips within ``tol``, plus a small smooth term
+    (mean relative rate error, capped at 1) that ranks candidates with equal fractions."""
+    frac = within_rate(count, rate, ref, tol).mean(axis=-1)
+    scale = np.where(ref.rate > 0, ref.rate, max(float(np.max(ref.rate)), 1.0))
+    err = np.minimum(np.abs(np.nan_to_num(rate, nan=0.0) - ref.rate) / scale, 1.0)
+    return -frac + 0.1 * err.mean(axis=(-2, -1))
+
+
+def robust_words(
+    study: Study,
+    ref: Responses,
+    *,
+    n_train: int = 64,
+    generations: int = 20,
+    population: int = 8,
+    es_sigma: float = 0.1,
+    rate_tol: float = 0.10,
+    progress: bool = False,
+    **kw,
+):
+    """One word set for every chip: a (1 + ``population``) evolution strategy over the 13 global
+    factors of the nominal words, maximising the fraction of ``n_train`` training chips (indices
+    from :data:`TRAIN_OFFSET`) whose rate is within ``rate_tol`` of the reference at every current.
+
+    Returns:
+        ``(words, history)``: integer-valued :class:`NDWords` and the best objective per generation
+        (minus the training fraction, plus a small tie-breaking term).
+    """
+    from ._e2e import _apply_factors, _quantize
+
+    c = study.currents.size
+    mm = chip_mismatch(study, TRAIN_OFFSET + np.arange(n_train))
+    key = jax.random.fold_in(jax.random.key(study.seed), 0xC0B)
+
+    def words_of(thetas):
+        return jax.vmap(lambda t: _quantize(_apply_factors(study.words, t)))(jnp.asarray(thetas))
+
+    def evaluate(thetas):
+        p = thetas.shape[0]
+        w = repeat_tree(words_of(thetas), n_train * c)
+        m = tile_tree(repeat_tree(mm, c), p)
+        r = run_jobs(study, w, m, np.tile(study.currents, p * n_train), **kw)
+        return _robust_objective(r.count.reshape(p, n_train, c), r.rate.reshape(p, n_train, c), ref, rate_tol)
+
+    theta = np.zeros(13)
+    best = float(evaluate(theta[None])[0])
+    history = [best]
+    for g in range(generations):
+        eps = np.asarray(jax.random.normal(jax.random.fold_in(key, g), (population, 13)))
+        cands = theta[None] + es_sigma * eps
+        scores = evaluate(cands)
+        j = int(np.argmin(scores))
+        if scores[j] < best:
+            best, theta = float(scores[j]), cands[j]
+        history.append(best)
+        if progress:
+            print(f"  robust words: generation {g + 1}/{generations}, training fraction within "
+                  f"{rate_tol:.0%}: {-best:.1%} (approx.)", flush=True)  # fmt: skip
+    words = jax.tree.map(lambda x: x[0], words_of(theta[None]))
+    return words, np.asarray(history)

@@ -845,6 +845,7 @@ def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
             }
             for i in failed
         ],
+        "within_10pct_rate_uncompensated": float(res["within_robust_tol"].mean()),
         "seconds_per_chip": {"uncompensated": float(res["seconds"].sum() / n)},
         "methods": {},
     }
@@ -853,6 +854,10 @@ def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
             "behaving": float(res[f"{m}_behaves"].mean()),
             "seconds_per_chip": float(res[f"{m}_seconds"].sum() / n),
         }
+        if m == "robust":
+            d["within_10pct_rate"] = float(res["robust_within_robust_tol"].mean())
+            d["fit_seconds"] = float(res["robust_fit_seconds"])  # once per sigma, not per chip
+            d["training_objective_history"] = res["robust_history"].tolist()
         if m == "offset":
             v = res["offset_value"][np.isfinite(res["offset_value"])] * unit_scale
             d["offset"] = _stats(np.abs(v), "|offset| of the restored chips (current unit)")
@@ -917,6 +922,16 @@ def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run:
             offsets=np.asarray(comp["offsets"]) * scale,
             factors=comp["rebalance_factors"],
             retune_steps=comp["retune_steps"],
+            retune_generations=comp["retune_generations"],
+            retune_population=comp["retune_population"],
+            retune_sigma=comp["retune_sigma"],
+            robust_options=dict(
+                n_train=comp["robust_train_chips"],
+                generations=comp["robust_generations"],
+                population=comp["robust_population"],
+                es_sigma=comp["robust_sigma"],
+                rate_tol=_mismatch.ROBUST_RATE_TOL,
+            ),
             retune_lr=comp["retune_learning_rate"],
             compensations=methods,
             mesh=mesh,
@@ -974,12 +989,18 @@ def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run:
 
 def _print_mismatch(sigma: float, s: dict, methods: list[str]) -> None:
     _say(f"sigma = {sigma:g}: {s['n_chips']} chips, {len(s['failed_solves'])} failed solves")
-    _say(f"  {'method':<14} {'behaving':>9} {'s/chip':>8}")
+    _say(f"  {'method':<14} {'behaving':>9} {'rate within 10%':>16} {'s/chip':>8}")
     base, secs = s["behaving_uncompensated"], s["seconds_per_chip"]["uncompensated"]
-    _say(f"  {'uncompensated':<14} {base:>9.1%} {secs:>8.3f}")
+    within = s["within_10pct_rate_uncompensated"]
+    _say(f"  {'uncompensated':<14} {base:>9.1%} {within:>16.1%} {secs:>8.3f}")
     for m in methods:
         d = s["methods"][m]
-        _say(f"  {m:<14} {d['behaving']:>9.1%} {d['seconds_per_chip']:>8.3f}")
+        w = f"{d['within_10pct_rate']:.1%}" if "within_10pct_rate" in d else "-"
+        _say(f"  {m:<14} {d['behaving']:>9.1%} {w:>16} {d['seconds_per_chip']:>8.3f}")
+    if "robust" in methods:
+        _say(
+            f"  (robust words fitted once on training chips in {s['methods']['robust']['fit_seconds']:.1f} s)"
+        )
 
 
 def _example_traces(

@@ -34,7 +34,15 @@ STUDY = M.Study(
     sigma=0.15,
     seed=3,
 )
-KW = dict(offsets=[-1e-10, 1e-10, 2e-10], factors=[0.9, 1.0, 1.1], retune_steps=1, retune_lr=0.02)
+KW = dict(
+    offsets=[-1e-10, 1e-10, 2e-10],
+    factors=[0.9, 1.0, 1.1],
+    retune_steps=1,
+    retune_lr=0.02,
+    retune_generations=2,
+    retune_population=2,
+    robust_options=dict(n_train=3, generations=1, population=2),
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +115,20 @@ def test_inverse_words_undo_the_mismatch_factors():
     assert M.word_changes(same, w).tolist() == [0, 0]
 
 
+def test_robust_words_start_from_the_nominal_words(ref):
+    """With no generation the robust words are the nominal ones, and the recorded objective is
+    minus the fraction of training chips (never study chips) within 10%, plus the capped error term."""
+    words, history = M.robust_words(STUDY, ref, n_train=3, generations=0)
+    for a, b in zip(jax.tree.leaves(words), jax.tree.leaves(STUDY.words), strict=True):
+        np.testing.assert_array_equal(a, b)
+    mm = M.chip_mismatch(STUDY, M.TRAIN_OFFSET + np.arange(3))
+    r = M.responses_grid(STUDY, M.broadcast_words(STUDY.words, 3), mm)
+    count, rate = r.count[:, 0], r.rate[:, 0]
+    frac = M.within_rate(count, rate, ref, 0.1).mean()
+    err = np.minimum(np.abs(rate - ref.rate) / ref.rate, 1.0).mean()  # the reference fires at both currents
+    np.testing.assert_allclose(history, [-frac + 0.1 * err])
+
+
 def test_rebalance_candidates_ordered_by_change():
     c = M.rebalance_candidates(np.array([1023.0, 307.0, 3.0]), [0.9, 1.0, 1.1])
     np.testing.assert_array_equal(c[0], [1023, 307, 3])  # unchanged first
@@ -168,12 +190,15 @@ def test_interrupted_study_resumes_to_the_same_result(tmp_path, full_run, monkey
     monkeypatch.setattr(M, "study_chunk", flaky)
     with pytest.raises(Interrupted):
         _study_arrays(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk_00000.npz"]  # no partial file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chunk_00000.npz",
+        "robust_words.npz",
+    ]  # no partial file
     resumed = _study_arrays(tmp_path)
     assert len(calls) == 2 + 2  # then chunks 2 and 3; chunk 1 was loaded, not recomputed
     _assert_same(resumed, full_run)
     assert full_run["behaves"].shape == (6,)
-    for name in ("offset_behaves", "rebalance_behaves", "retune_behaves", "retune_words", "retune_changes"):
+    for name in ("offset_behaves", "rebalance_behaves", "retune_behaves", "retune_words", "robust_behaves"):
         assert full_run[name].shape[0] == 6
 
 
@@ -239,6 +264,11 @@ sigma = [0.05, 0.15]
 offsets = [-0.2, 0.2]
 rebalance_factors = [0.9, 1.1]
 retune_steps = 1
+retune_generations = 1
+retune_population = 2
+robust_train_chips = 2
+robust_generations = 1
+robust_population = 2
 [report]
 example_chips = 1
 dpi = 40
@@ -270,7 +300,7 @@ def test_runner_writes_results_and_resumes(tmp_path):
     assert [s["sigma"] for s in metrics["sigmas"]] == [0.05, 0.15]
     s0 = metrics["sigmas"][0]
     assert s0["n_chips"] == 4 and s0["nominal_chip"]["behaves"] is True
-    assert set(s0["methods"]) == {"offset", "rebalance", "retune"}
+    assert set(s0["methods"]) == {"offset", "rebalance", "retune", "robust"}
     assert "ETA" in stdout
     with np.load(out / "results.npz") as f:
         first = {k: f[k] for k in f.files}
