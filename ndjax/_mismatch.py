@@ -65,6 +65,7 @@ __all__ = [
     "run_jobs",
     "behaves",
     "device_mesh",
+    "cost_sorted_map",
 ]
 
 #: Solver settings of studies: rtol 1e-4 keeps spike times within 0.4 us of a
@@ -140,11 +141,13 @@ def chip_mismatch(study: Study, index: np.ndarray) -> Mismatch:
 
 
 class Responses(NamedTuple):
-    """Per job: spike count, rate (Hz of chip time; 0 below two spikes), solve status."""
+    """Per job: spike count, rate (Hz of chip time; 0 below two spikes), solve status, and
+    the accepted solver steps (a cost estimate, for :func:`cost_sorted_map`; None where unknown)."""
 
     count: np.ndarray
     rate: np.ndarray
     status: np.ndarray
+    steps: np.ndarray | None = None
 
 
 def _save_v(t, y, args):
@@ -185,7 +188,7 @@ def _one_response(words, mismatch, biases, i_app, ts, y0, threshold, hysteresis,
     t_first, t_last = _first_last(ts, v, mask, threshold)
     rate = jnp.where(count >= 2, (count - 1) / jnp.maximum(t_last - t_first, 1e-300), 0.0)
     status = jnp.where(tr.ok, OK, jnp.where(tr.max_steps_reached, MAX_STEPS, NOT_FINITE))
-    return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, jnp.nan), status
+    return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, jnp.nan), status, tr.n_steps
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps",))
@@ -211,11 +214,34 @@ def respond(
         biases, ts, y0, threshold, hysteresis, rtol, atol: shared.
 
     Returns:
-        ``(count, rate, status)``, each (J,): count -1 and rate NaN where the solve failed.
+        ``(count, rate, status, steps)``, each (J,): count -1 and rate NaN where the solve failed.
     """
     return jax.vmap(_one_response, in_axes=(0, 0, None, 0, None, None, None, None, None, None, None))(
         words, mismatch, biases, i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps
     )
+
+
+def cost_sorted_map(fn, xs, cost, *, batch_size: int = 250):
+    """``fn`` over the leading axis of ``xs``, in vmapped chunks of items of similar ``cost``.
+
+    A vmapped adaptive solve (and its gradient) steps until the slowest item of its batch is
+    done; grouping items by their step counts (from a forward pass, e.g. ``Responses.steps``)
+    wastes fewer steps. ``fn`` maps one item to a pytree; results come back in input order.
+    Measured on 1,000 mismatched chips (RESULTS.md): a gradient with respect to all words in
+    chunks of 250 sorted by steps costs 2.6 ms per chip against 4.9 ms in one vmap.
+    """
+    cost = np.asarray(cost)
+    order = np.argsort(cost, kind="stable")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    sorted_xs = jax.tree.map(lambda x: jnp.asarray(x)[order], xs)
+    out = _chunked(fn, batch_size)(sorted_xs)
+    return jax.tree.map(lambda y: y[inverse], out)
+
+
+@functools.cache
+def _chunked(fn, batch_size: int):
+    return jax.jit(lambda xs: jax.lax.map(fn, xs, batch_size=batch_size))
 
 
 def device_mesh() -> jax.sharding.Mesh | None:
@@ -245,7 +271,7 @@ def run_jobs(
     i_app = np.asarray(i_app, dtype=float)
     n = i_app.shape[0]
     if n == 0:
-        return Responses(np.zeros(0, int), np.zeros(0), np.zeros(0, int))
+        return Responses(np.zeros(0, int), np.zeros(0), np.zeros(0, int), np.zeros(0, int))
     if mesh is not None:
         block = -(-block // mesh.size) * mesh.size
         shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chips"))
@@ -265,9 +291,9 @@ def run_jobs(
         if mesh is not None:
             jobs = jax.device_put(jobs, shard)
         (w, mm), cur = jobs
-        count, rate, status = respond(w, mm, shared[0], cur, *shared[1:], max_steps=study.max_steps)
+        res = respond(w, mm, shared[0], cur, *shared[1:], max_steps=study.max_steps)
         keep = min(block, n - start)
-        out.append((np.asarray(count)[:keep], np.asarray(rate)[:keep], np.asarray(status)[:keep]))
+        out.append(tuple(np.asarray(x)[:keep] for x in res))
     return Responses(*(np.concatenate(parts) for parts in zip(*out, strict=True)))
 
 
