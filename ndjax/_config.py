@@ -1177,6 +1177,30 @@ MISMATCH_CURRENTS = Table(
     checks=(_check_mismatch_currents,),
 )
 
+MISMATCH_SPIKES = Table(
+    {
+        "threshold": Key(
+            "float",
+            "auto",
+            "spike threshold on the chip, V; 'auto': the HH target's 60 mV mapped onto the chip, or without"
+            " a target halfway between the nominal chip's trough and peak at the largest current",
+            ge=0,
+            le=1.8,
+            literals=("auto",),
+        ),
+        "hysteresis": Key(
+            "float",
+            "auto",
+            "re-arm below threshold - hysteresis, V; 'auto': the target's 20 mV mapped, or a quarter of"
+            " the nominal chip's spike height",
+            ge=0,
+            le=1.8,
+            literals=("auto",),
+        ),
+    },
+    doc="spike detection on every chip",
+)
+
 MISMATCH_STUDY = Table(
     {
         "n_chips": Key("int", 200, "chips per sigma", ge=1, le=10_000_000),
@@ -1308,6 +1332,7 @@ register_kind(
             **COMMON,
             "chip": MISMATCH_CHIP,
             "currents": MISMATCH_CURRENTS,
+            "spikes": MISMATCH_SPIKES,
             "study": MISMATCH_STUDY,
             "compensation": MISMATCH_COMPENSATION,
             "solver": MISMATCH_SOLVER,

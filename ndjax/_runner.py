@@ -803,8 +803,13 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
         currents = values * 1e-9
         span = cur["span_ms"] * 1e-3
         y0 = np.array([0.7, 0.0, 0.0, 0.0]) if not words_path else np.array([float(biases.v_ref), 0, 0, 0])
-        threshold, hysteresis = float(biases.v_ref), 0.05
+        threshold = hysteresis = None
     ts = np.linspace(0.0, span, cur["n_save"])
+    spk = cfg["spikes"]
+    if threshold is None and "auto" in (spk["threshold"], spk["hysteresis"]):
+        threshold, hysteresis = _nominal_spike_levels(words, biases, currents, ts, y0, cfg["solver"])
+    threshold = threshold if spk["threshold"] == "auto" else spk["threshold"]
+    hysteresis = hysteresis if spk["hysteresis"] == "auto" else spk["hysteresis"]
     sol = cfg["solver"]
     studies = [
         _mismatch.Study(
@@ -828,6 +833,25 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
     ]
     labels = [f"{v:g} {unit}" for v in values]
     return functools.partial(_run_mismatch, cfg, studies, target if reference == "target" else None, labels)
+
+
+def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tuple[float, float]:
+    """Threshold halfway between the nominal chip's trough and peak (second half of the span, at the
+    largest current) and a quarter of that height as hysteresis."""
+    import numpy as np
+
+    from ._neurodyn import NDChip, chip_params, nd_constants, nominal_mismatch
+    from ._simulate import NEURODYN, simulate
+
+    chip = NDChip(words, biases, nominal_mismatch(), nd_constants())
+    i_max = float(currents[int(np.argmax(np.abs(currents)))])
+    tr = simulate(NEURODYN, chip_params(chip), i_max, y0, ts, rtol=solver["rtol"], atol=solver["atol"],
+                  max_steps=solver["max_steps"])  # fmt: skip
+    v = np.asarray(tr.ys[ts.size // 2 :, 0])
+    if not bool(tr.ok) or v.max() - v.min() < 1e-3:
+        raise ConfigError([("spikes.threshold", "the nominal chip does not oscillate at the largest current; "
+                            "give spikes.threshold and spikes.hysteresis")])  # fmt: skip
+    return float((v.max() + v.min()) / 2), float((v.max() - v.min()) / 4)
 
 
 def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
@@ -897,6 +921,7 @@ def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run:
     methods = [m for m in _mismatch.COMPENSATIONS if comp[m]]
     mesh = _mismatch.device_mesh()
     _say(f"{jax.device_count()} device(s){'; chips sharded over them' if mesh is not None else ''}")
+    _say(f"spikes: threshold {studies[0].threshold:.4g} V, hysteresis {studies[0].hysteresis:.3g} V")
     scale = float(np.max(np.abs(studies[0].currents))) or 1e-9
     unit_scale = np.max(np.abs(cfg["currents"]["values"])) / scale if scale else 1.0
     per_sigma, fractions = [], {k: [] for k in ["uncompensated", *methods]}
@@ -976,6 +1001,8 @@ def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run:
             "criterion": f"count within {studies[0].count_tol}, rate within "
             f"{studies[0].rate_tol:.0%} of the reference at every current",
             "reference": "HH target" if target is not None else "nominal chip",
+            "spike_threshold_v": studies[0].threshold,
+            "spike_hysteresis_v": studies[0].hysteresis,
             "sigmas": per_sigma,
         },
     )

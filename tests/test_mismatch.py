@@ -302,6 +302,8 @@ def test_runner_writes_results_and_resumes(tmp_path):
     assert s0["n_chips"] == 4 and s0["nominal_chip"]["behaves"] is True
     assert set(s0["methods"]) == {"offset", "rebalance", "retune", "robust"}
     assert "ETA" in stdout
+    # 'auto' spike levels: halfway between the nominal chip's trough (~0.72 V) and peak (~0.92 V)
+    assert 0.80 < metrics["spike_threshold_v"] < 0.84 and 0.03 < metrics["spike_hysteresis_v"] < 0.07
     with np.load(out / "results.npz") as f:
         first = {k: f[k] for k in f.files}
     # run again into the same folder: everything is loaded from the chunks, same results
