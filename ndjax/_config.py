@@ -1313,6 +1313,14 @@ MISMATCH_SOLVER = Table(
         "block": Key(
             "int", 512, "simulations per compiled call (sharded over the devices)", ge=1, le=1_000_000
         ),
+        "segments": Key(
+            "int",
+            1,
+            "split each solve into this many time segments and regroup the jobs by cost between them"
+            " (pays off from several blocks of jobs; see experiments/benchmarks/RESULTS.md)",
+            ge=1,
+            le=100,
+        ),
     },
     doc="solver settings of the study",
 )

@@ -94,6 +94,8 @@ class Study:
         seed: chip ``i`` is drawn from ``fold_in(key(seed), i)``.
         count_tol, rate_tol: what "behaves" means (spikes, relative rate).
         rtol, atol, max_steps: solver settings.
+        segments: split the span into this many segments and regroup the jobs by cost between
+            them (see :func:`run_jobs`); 1: one solve per job.
     """
 
     words: NDWords
@@ -111,6 +113,7 @@ class Study:
     rtol: float = STUDY_RTOL
     atol: float = STUDY_ATOL
     max_steps: int = 20_000
+    segments: int = 1
 
     def __post_init__(self):
         cur = np.asarray(self.currents, dtype=float)
@@ -182,13 +185,38 @@ def _one_response(words, mismatch, biases, i_app, ts, y0, threshold, hysteresis,
         atol=atol,
         max_steps=max_steps,
     )
-    v = tr.ys
+    count, rate = _spike_stats(ts, tr.ys, threshold, hysteresis)
+    status = jnp.where(tr.ok, OK, jnp.where(tr.max_steps_reached, MAX_STEPS, NOT_FINITE))
+    return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, jnp.nan), status, tr.n_steps
+
+
+def _spike_stats(ts, v, threshold, hysteresis):
+    """Spike count and rate (first to last spike) of one sampled trace."""
     mask = spike_mask(v, threshold, hysteresis)
     count = jnp.sum(mask)
     t_first, t_last = _first_last(ts, v, mask, threshold)
     rate = jnp.where(count >= 2, (count - 1) / jnp.maximum(t_last - t_first, 1e-300), 0.0)
-    status = jnp.where(tr.ok, OK, jnp.where(tr.max_steps_reached, MAX_STEPS, NOT_FINITE))
-    return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, jnp.nan), status, tr.n_steps
+    return count, rate
+
+
+@functools.partial(jax.jit, static_argnames=("max_steps",))
+def _segment(words, mismatch, biases, i_app, y0, ts, rtol, atol, *, max_steps: int):
+    """One time segment of a block of jobs, each from its own state: V at ``ts``, the final state,
+    accepted steps, success and step-limit flags."""
+
+    def one(w, mm, i, y):
+        chip = NDChip(w, biases, mm, nd_constants(), digital=True)
+        tr = simulate(
+            NEURODYN, chip_params(chip), Constant(i), y, ts, rtol=rtol, atol=atol, max_steps=max_steps
+        )
+        return tr.ys[:, 0], tr.ys[-1], tr.n_steps, tr.ok, tr.max_steps_reached
+
+    return jax.vmap(one)(words, mismatch, i_app, y0)
+
+
+@jax.jit
+def _stats_block(ts, v, threshold, hysteresis):
+    return jax.vmap(_spike_stats, in_axes=(None, 0, None, None))(ts, v, threshold, hysteresis)
 
 
 @functools.partial(jax.jit, static_argnames=("max_steps",))
@@ -284,6 +312,8 @@ def run_jobs(
         study.rtol,
         study.atol,
     )
+    if study.segments > 1:
+        return _run_segmented(study, words, mismatch, i_app, block, shard if mesh is not None else None)
     out = []
     for start in range(0, n, block):
         idx = np.minimum(np.arange(start, start + block), n - 1)  # pad with the last job
@@ -295,6 +325,51 @@ def run_jobs(
         keep = min(block, n - start)
         out.append(tuple(np.asarray(x)[:keep] for x in res))
     return Responses(*(np.concatenate(parts) for parts in zip(*out, strict=True)))
+
+
+def _run_segmented(study: Study, words, mismatch, i_app, block: int, shard) -> Responses:
+    """:func:`run_jobs` in ``study.segments`` time segments; before each segment the jobs are
+    regrouped by the steps they took in the previous one, so that a block holds jobs of similar
+    cost (a vmapped solve steps until its slowest job is done). Each segment restarts the step
+    size control from the previous segment's state; ``max_steps`` applies to each segment."""
+    n = i_app.shape[0]
+    ts = np.asarray(study.ts)
+    bounds = np.linspace(0, ts.size - 1, study.segments + 1).round().astype(int)
+    y = np.tile(np.asarray(study.y0, dtype=float), (n, 1))
+    order = np.arange(n)
+    ok, capped, steps = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, int)
+    v_parts = []
+    for k in range(study.segments):
+        ts_seg = jnp.asarray(ts[bounds[k] : bounds[k + 1] + 1])
+        seg_v, seg_y, seg_steps = np.empty((n, ts_seg.size)), np.empty((n, 4)), np.empty(n, int)
+        seg_ok, seg_cap = np.empty(n, bool), np.empty(n, bool)
+        for start in range(0, n, block):
+            pos = np.minimum(np.arange(start, start + block), n - 1)
+            idx = order[pos]
+            jobs = (jax.tree.map(lambda x, idx=idx: x[idx], (words, mismatch)), jnp.asarray(i_app[idx]),
+                    jnp.asarray(y[idx]))  # fmt: skip
+            if shard is not None:
+                jobs = jax.device_put(jobs, shard)
+            (w, mm), cur, y0 = jobs
+            res = _segment(
+                w, mm, study.biases, cur, y0, ts_seg, study.rtol, study.atol, max_steps=study.max_steps
+            )
+            keep = min(block, n - start)
+            dest = idx[:keep]
+            for arr, val in zip((seg_v, seg_y, seg_steps, seg_ok, seg_cap), res, strict=True):
+                arr[dest] = np.asarray(val)[:keep]
+        v_parts.append(seg_v if k == 0 else seg_v[:, 1:])
+        ok &= seg_ok
+        capped |= seg_cap
+        steps += seg_steps
+        # a failed job goes on from a finite state (it stays failed) rather than stalling on inf
+        y = np.where(ok[:, None], seg_y, np.asarray(study.y0, dtype=float)[None])
+        order = np.argsort(seg_steps, kind="stable")
+    v = np.concatenate(v_parts, axis=1)
+    count, rate = (np.asarray(x) for x in _stats_block(jnp.asarray(ts), jnp.asarray(v), study.threshold,
+                                                       study.hysteresis))  # fmt: skip
+    status = np.where(ok, OK, np.where(capped, MAX_STEPS, NOT_FINITE))
+    return Responses(np.where(ok, count, -1), np.where(ok, rate, np.nan), status, steps)
 
 
 def behaves(count, rate, ref_count, ref_rate, count_tol: int, rate_tol: float) -> np.ndarray:

@@ -828,6 +828,7 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
             rtol=sol["rtol"],
             atol=sol["atol"],
             max_steps=sol["max_steps"],
+            segments=sol["segments"],
         )
         for s in st["sigma"]
     ]

@@ -78,6 +78,23 @@ def test_kernel_matches_direct_solves(ref):
     assert ref.count[0] == 2
 
 
+def test_segmented_runs_agree_with_one_solve():
+    """Segments (regrouped by cost between them) restart the step control from the saved state:
+    same spike counts, rates within the tolerance's reach, and the same failure reporting."""
+    idx = np.arange(6)
+    mm = M.chip_mismatch(STUDY, idx)
+    words = M.repeat_tree(M.broadcast_words(STUDY.words, 6), 2)
+    mm2 = M.repeat_tree(mm, 2)
+    cur = np.tile(STUDY.currents, 6)
+    one = M.run_jobs(STUDY, words, mm2, cur, block=4)
+    seg = M.run_jobs(dataclasses.replace(STUDY, segments=3), words, mm2, cur, block=4)
+    np.testing.assert_array_equal(seg.count, one.count)
+    np.testing.assert_allclose(seg.rate, one.rate, rtol=1e-3)
+    assert np.all(seg.status == M.OK) and np.all(seg.steps > 0)
+    capped = M.run_jobs(dataclasses.replace(STUDY, segments=3, max_steps=5), words, mm2, cur, block=4)
+    assert np.all(capped.status == M.MAX_STEPS) and np.all(capped.count == -1)
+
+
 def test_behaves_rules():
     ref_c, ref_r = np.array([0, 1, 10]), np.array([0.0, 0.0, 100.0])
     ok = M.behaves(

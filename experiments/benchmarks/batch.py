@@ -47,7 +47,10 @@ T1 = 0.02
 N_SAVE = 1001
 Y0 = np.array([0.7, 0.0, 0.0, 0.0])
 SIGMA = 0.15
-THRESHOLD, HYSTERESIS = 0.9, 0.05
+# the study's spike levels for these words: halfway between the nominal chip's trough and peak at
+# its largest current, a quarter of the height as hysteresis (a 0.9 V threshold sits 15 mV under the
+# nominal peak and splits chips whose oscillations peak near it into "spiking" and "silent")
+THRESHOLD, HYSTERESIS = 0.82, 0.047
 TARGET_FORWARD_MS = 1.0  # per chip, 10,000 chips
 TARGET_GRAD_MS = 5.0  # per chip, 1,000 chips
 TARGET_ACCURACY_US = 1.0
@@ -99,6 +102,24 @@ def plain_batch(st: M.Study, solver, rtol, atol, chunk=1000):
     return jax.jit(lambda mm: jax.lax.map(one, mm, batch_size=chunk))
 
 
+def segmented_v(st: M.Study, mm, segments: int):
+    """V of the chips ``mm`` solved in ``segments`` consecutive segments (the study's segmented path,
+    without the regrouping, which does not change a chip's solution)."""
+    n = jax.tree.leaves(mm)[0].shape[0]
+    ts = np.asarray(st.ts)
+    bounds = np.linspace(0, ts.size - 1, segments + 1).round().astype(int)
+    words = M.broadcast_words(st.words, n)
+    y = jnp.tile(jnp.asarray(Y0), (n, 1))
+    parts = []
+    for k in range(segments):
+        seg = jnp.asarray(ts[bounds[k] : bounds[k + 1] + 1])
+        v, y, _, _, _ = M._segment(
+            words, mm, st.biases, jnp.zeros(n), y, seg, st.rtol, st.atol, max_steps=20_000
+        )
+        parts.append(np.asarray(v) if k == 0 else np.asarray(v)[:, 1:])
+    return np.concatenate(parts, axis=1)
+
+
 def spike_times_of(v):
     return ndjax.spike_times(np.linspace(0, T1, N_SAVE), v, THRESHOLD, HYSTERESIS)
 
@@ -145,8 +166,9 @@ def main(argv=None) -> int:
     v_ref, ok_ref = plain_batch(fast, dfx.Dopri8(), 1e-10, 1e-13)(mm_s)
     v_def, _ = plain_batch(fast, dfx.Tsit5(), 1e-6, 1e-9)(mm_s)
     v_fast, _ = plain_batch(fast, dfx.Tsit5(), M.STUDY_RTOL, M.STUDY_ATOL)(mm_s)
+    v_seg = segmented_v(fast, mm_s, 4)
     acc = {}
-    for name, v in (("rtol 1e-6", v_def), ("rtol 1e-4", v_fast)):
+    for name, v in (("rtol 1e-6", v_def), ("rtol 1e-4", v_fast), ("rtol 1e-4, 4 segments", v_seg)):
         worst, count_diff = 0.0, 0
         for vr, vv in zip(np.asarray(v_ref), np.asarray(v), strict=True):
             tr, tv = spike_times_of(vr), spike_times_of(vv)
@@ -178,6 +200,23 @@ def main(argv=None) -> int:
     kern_compile = time.perf_counter() - t
     res, kern_times = timed(lambda: M.run_jobs(fast, words_k, mm_k, np.zeros(a.chips)).count, a.repeats)
     kern_ms = statistics.median(kern_times) / a.chips * 1e3
+    seg_study = dataclasses.replace(fast, segments=4)
+    t = time.perf_counter()
+    M.run_jobs(seg_study, M.broadcast_words(fast.words, 512), take(512), np.zeros(512))
+    seg_compile = time.perf_counter() - t
+    seg_res, seg_times = timed(
+        lambda: M.run_jobs(seg_study, words_k, mm_k, np.zeros(a.chips)).count, a.repeats
+    )
+    seg_ms = statistics.median(seg_times) / a.chips * 1e3
+    seg_same = int(np.sum(np.asarray(seg_res) == np.asarray(res)))
+    # where the two paths count differently, which one agrees with the tight solution?
+    differ = np.flatnonzero(np.asarray(seg_res) != np.asarray(res))[:20]
+    verdict = []
+    if differ.size:
+        mm_d = jax.tree.map(lambda x: x[differ], mm_k)
+        v_tight, _ = plain_batch(fast, dfx.Dopri8(), 1e-10, 1e-13)(mm_d)
+        for j, vt in zip(differ, np.asarray(v_tight), strict=True):
+            verdict.append((int(j), int(res[j]), int(seg_res[j]), len(spike_times_of(vt))))
     params = jax.vmap(lambda mm: ndjax.chip_params(dataclasses.replace(fast.template(), mismatch=mm)))(
         take(a.scipy_chips)
     )
@@ -269,6 +308,13 @@ def main(argv=None) -> int:
         f"    {'study kernel respond(), rtol 1e-4':<44} {a.chips:>7} {kern_compile:>8.1f}s "
         f"{kern_ms:>9.3f} {', '.join(f'{x:.2f}' for x in kern_times):>20}"
     )
+    print(
+        f"    {'study kernel, 4 segments regrouped by cost':<44} {a.chips:>7} {seg_compile:>8.1f}s "
+        f"{seg_ms:>9.3f} {', '.join(f'{x:.2f}' for x in seg_times):>20}"
+    )
+    print(f"      (same spike count as the one-solve kernel on {seg_same}/{a.chips} chips)")
+    for j, one, seg, tight in verdict:
+        print(f"      chip {j}: one solve {one} spikes, segmented {seg}, Dopri8 rtol 1e-10 {tight}")
     print(f"    scipy solve_ivp RK45 rtol 1e-6 (NumPy original): {sp_ms:.1f} ms/chip (median of {len(sp)})")
     print(
         f"    ratios: kernel vs baseline {base_ms / kern_ms:.2f}x; kernel vs scipy {sp_ms / kern_ms:.0f}x; "
@@ -287,14 +333,14 @@ def main(argv=None) -> int:
     print("\nTargets")
     checks = [
         (
-            f"forward <= {TARGET_FORWARD_MS} ms/chip ({a.chips} chips)",
-            kern_ms <= TARGET_FORWARD_MS,
-            f"{kern_ms:.3f}",
+            f"forward <= {TARGET_FORWARD_MS} ms/chip ({a.chips} chips), best study path",
+            min(kern_ms, seg_ms) <= TARGET_FORWARD_MS,
+            f"{min(kern_ms, seg_ms):.3f}",
         ),
         (
             f">= {TARGET_SCIPY_RATIO:g}x solve_ivp",
-            sp_ms / kern_ms >= TARGET_SCIPY_RATIO,
-            f"{sp_ms / kern_ms:.0f}x",
+            sp_ms / min(kern_ms, seg_ms) >= TARGET_SCIPY_RATIO,
+            f"{sp_ms / min(kern_ms, seg_ms):.0f}x",
         ),
         (
             f"gradient <= {TARGET_GRAD_MS} ms/chip ({a.grad_chips} chips)",
@@ -302,9 +348,11 @@ def main(argv=None) -> int:
             f"{grads['rtol 1e-4, cost-sorted chunks'][0]:.2f}",
         ),
         (
-            f"spike times within {TARGET_ACCURACY_US} us, same counts",
-            acc["rtol 1e-4"][0] <= TARGET_ACCURACY_US and acc["rtol 1e-4"][1] == 0,
-            f"{acc['rtol 1e-4'][0]:.3f} us",
+            f"spike times within {TARGET_ACCURACY_US} us, same counts (both study paths)",
+            max(acc["rtol 1e-4"][0], acc["rtol 1e-4, 4 segments"][0]) <= TARGET_ACCURACY_US
+            and acc["rtol 1e-4"][1] == 0
+            and acc["rtol 1e-4, 4 segments"][1] == 0,
+            f"{max(acc['rtol 1e-4'][0], acc['rtol 1e-4, 4 segments'][0]):.3f} us",
         ),
     ]
     for text, ok, val in checks:
