@@ -23,8 +23,10 @@ Compensations, each judged on the same chips:
   the conductances");
 - ``retune``: every word re-computed for the chip's own (measured) mismatch:
   each word divided by its mismatch factor and rounded, then, for chips that
-  still misbehave, straight-through gradient steps on a spike-time loss of the
-  chip's own model.
+  still misbehave, a per-chip evolution strategy over 13 global factors
+  (optionally followed by straight-through gradient steps on every word);
+- ``robust``: one word set for every chip, fitted on training chips the study
+  never draws, judged on the study's chips.
 
 All simulations go through one compiled kernel (:func:`respond`) that takes a
 flat block of jobs (words, mismatch, current); blocks are sharded over the
@@ -191,7 +193,8 @@ def _one_response(words, mismatch, biases, i_app, ts, y0, threshold, hysteresis,
 
 
 def _spike_stats(ts, v, threshold, hysteresis):
-    """Spike count and rate (first to last spike) of one sampled trace."""
+    """Spike count and rate (first to last spike) of one sampled trace; the rate is differentiable
+    in ``v`` through the interpolated crossing times (which samples bracket them is fixed)."""
     mask = spike_mask(v, threshold, hysteresis)
     count = jnp.sum(mask)
     t_first, t_last = _first_last(ts, v, mask, threshold)
@@ -539,11 +542,15 @@ def word_changes(new: NDWords, old: NDWords) -> np.ndarray:
 
 
 def _flat_words(w: NDWords) -> jax.Array:
-    return jnp.concatenate([w.g, w.e_rev, jnp.ravel(w.i_b)])
+    from ._e2e import _flat
+
+    return _flat(w)
 
 
 def _unflat_words(x) -> NDWords:
-    return NDWords(x[0:3], x[3:6], x[6:].reshape(3, 2, 7))
+    from ._e2e import _unflat
+
+    return _unflat(x)
 
 
 def _retune_loss(
@@ -582,11 +589,7 @@ def _retune_loss(
             atol=atol,
             max_steps=max_steps,
         )
-        v = tr.ys
-        mask = spike_mask(jax.lax.stop_gradient(v), threshold, hysteresis)
-        count = jnp.sum(mask)
-        t_first, t_last = _first_last(ts, v, mask, threshold)
-        rate = jnp.where(count >= 2, (count - 1) / jnp.maximum(t_last - t_first, 1e-12), 0.0)
+        count, rate = _spike_stats(ts, tr.ys, threshold, hysteresis)  # rate differentiable in V
         return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, 0.0), tr.ok
 
     count, rate, ok = jax.vmap(one)(currents)

@@ -858,6 +858,8 @@ def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tupl
 def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
     import numpy as np
 
+    from . import _mismatch
+
     n = res["behaves"].size
     failed = np.flatnonzero((res["status"] != 0).any(axis=1))
     out = {
@@ -866,7 +868,7 @@ def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
         "failed_solves": [
             {
                 "chip": int(res["index"][i]),
-                "reasons": sorted({_STATUS[int(s)] for s in res["status"][i] if s != 0}),
+                "reasons": sorted({_mismatch.STATUS_TEXT[int(s)] for s in res["status"][i] if s != 0}),
             }
             for i in failed
         ],
@@ -908,9 +910,6 @@ def _stats(x, what: str) -> dict:
         "p90": float(q[2]),
         "max": float(q[3]),
     }
-
-
-_STATUS = {0: "ok", 1: "step limit reached", 2: "non-finite values"}
 
 
 def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run: RunDir) -> bool:

@@ -398,7 +398,8 @@ def plot_rate_histograms(
             ax.set_xlabel("rate (Hz); reference silent")
         ax.set_title(current_labels[j], fontsize=9)
         ax.set_ylabel("chips")
-    axes[0][0].legend(fontsize=8)
+    if axes[0][0].get_legend_handles_labels()[0]:  # nothing drawn when every solve failed
+        axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -363,3 +363,21 @@ def test_target_reference_needs_a_words_file(tmp_path):
     config.write_text('kind = "mismatch"\n[chip]\nwords = "missing.json"\n')
     status, _, stderr = run_main(["run", config, "--out", tmp_path / "o"])
     assert status == 2 and "chip.words" in stderr and "missing.json" in stderr
+
+
+def test_runner_reports_failed_chips_with_the_reason(tmp_path):
+    config = tmp_path / "mm.toml"
+    config.write_text(
+        'kind = "mismatch"\n[currents]\nvalues = [0.5]\nspan_ms = 5.0\nn_save = 101\n'
+        "[spikes]\nthreshold = 0.82\nhysteresis = 0.05\n[study]\nn_chips = 3\nchunk = 3\n"
+        "[compensation]\noffset = false\nrebalance = false\nretune = false\nrobust = false\n"
+        "[solver]\nmax_steps = 20\n[report]\nexample_chips = 0\n"
+    )
+    status, stdout, stderr = run_main(["run", config, "--out", tmp_path / "out"])
+    assert status == 0, stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    s0 = metrics["sigmas"][0]
+    assert [f["chip"] for f in s0["failed_solves"]] == [0, 1, 2]
+    assert all(f["reasons"] == ["step limit reached"] for f in s0["failed_solves"])
+    assert s0["behaving_uncompensated"] == 0.0
+    assert "3 failed solves" in stdout
