@@ -833,7 +833,9 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
         for s in st["sigma"]
     ]
     labels = [f"{v:g} {unit}" for v in values]
-    return functools.partial(_run_mismatch, cfg, studies, target if reference == "target" else None, labels)
+    amps_per_unit = 1e-9 if unit == "nA" else float(target.chip_current(1e-6))
+    ref_target = target if reference == "target" else None
+    return functools.partial(_run_mismatch, cfg, studies, ref_target, labels, amps_per_unit)
 
 
 def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tuple[float, float]:
@@ -912,7 +914,9 @@ def _stats(x, what: str) -> dict:
     }
 
 
-def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run: RunDir) -> bool:
+def _run_mismatch(
+    cfg: dict, studies: list, target: Any, labels: list[str], amps_per_unit: float, run: RunDir
+) -> bool:
     import numpy as np
 
     from . import _mismatch, plot
@@ -922,8 +926,9 @@ def _run_mismatch(cfg: dict, studies: list, target: Any, labels: list[str], run:
     mesh = _mismatch.device_mesh()
     _say(f"{jax.device_count()} device(s){'; chips sharded over them' if mesh is not None else ''}")
     _say(f"spikes: threshold {studies[0].threshold:.4g} V, hysteresis {studies[0].hysteresis:.3g} V")
-    scale = float(np.max(np.abs(studies[0].currents))) or 1e-9
-    unit_scale = np.max(np.abs(cfg["currents"]["values"])) / scale if scale else 1.0
+    # offsets are fractions of the largest |current| (of one current unit when every current is 0)
+    scale = float(np.max(np.abs(studies[0].currents))) or amps_per_unit
+    unit_scale = 1.0 / amps_per_unit  # offsets reported in the currents' unit
     per_sigma, fractions = [], {k: [] for k in ["uncompensated", *methods]}
     arrays: dict[str, Any] = {}
     for i, study in enumerate(studies):

@@ -381,3 +381,32 @@ def test_runner_reports_failed_chips_with_the_reason(tmp_path):
     assert all(f["reasons"] == ["step limit reached"] for f in s0["failed_solves"])
     assert s0["behaving_uncompensated"] == 0.0
     assert "3 failed solves" in stdout
+
+
+def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):
+    """A words.json with an HH target: currents in uA/cm^2, the HH model is the reference, and its
+    spike counts are those of ndjax.evaluate_words (an independent path to the same HH traces)."""
+    target, words = ndjax.make_target()
+    ints = [np.asarray(x).round().astype(int) for x in (words.g, words.e_rev, words.i_b)]
+    ndjax.save_words(
+        tmp_path / "words.json", dg=ints[0], dErev=ints[1], dIb=ints[2], v_ref=target.v_ref,
+        i_voltage=target.i_voltage, i_master=target.i_master, i_ref=100e-9,
+        capacitance_scaling=target.capacitance_scaling, scl_t=target.scl_t, scl_v=target.scl_v,
+        v_mean=target.v_mean, hh=target.hh,
+    )  # fmt: skip
+    config = tmp_path / "mm.toml"
+    config.write_text(
+        'kind = "mismatch"\n[chip]\nwords = "words.json"\n[currents]\nvalues = [0.0, 10.0]\n'
+        "span_ms = 30.0\nn_save = 3001\n[study]\nn_chips = 2\nchunk = 2\n"
+        "[compensation]\noffset = false\nrebalance = false\nretune = false\nrobust = false\n"
+        "[report]\nexample_chips = 0\n"
+    )
+    status, stdout, stderr = run_main(["run", config, "--out", tmp_path / "out"])
+    assert status == 0, stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["reference"] == "HH target"
+    assert metrics["currents"] == ["0 uA/cm2", "10 uA/cm2"]
+    np.testing.assert_allclose(metrics["spike_threshold_v"], target.threshold + target.v_shift)
+    hh = ndjax.evaluate_words(target, words, [0.0, 10.0], t_hh_ms=30.0, n_save=3001)
+    assert metrics["sigmas"][0]["reference"]["count"] == [m.hh_count for m in hh]
+    assert metrics["sigmas"][0]["reference"]["count"][1] >= 2  # HH fires repetitively at 10 uA/cm^2
