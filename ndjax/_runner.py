@@ -1102,6 +1102,20 @@ def _example_traces(
                     study.threshold,
                 )
             )
+        if "rebalance" in methods and arrays["sigma0_rebalance_behaves"][i]:
+            dg = jnp.asarray(arrays["sigma0_rebalance_dg"][i], dtype=float)
+            w = dc.replace(study.words, g=dg)
+            label = f"chip {idx}, rebalanced dg = {[int(x) for x in arrays['sigma0_rebalance_dg'][i]]}"
+            panels.append(
+                plot.TracePanel(ts_ms, trace(dc.replace(base, words=w)), label, "ms", "V", study.threshold)
+            )
+        if "robust" in methods:
+            w = _mismatch._unflat_words(jnp.asarray(arrays["sigma0_robust_words"]))
+            ok = "within 10%" if arrays["sigma0_robust_within_robust_tol"][i] else "not within 10%"
+            label = f"chip {idx}, robust words ({ok})"
+            panels.append(
+                plot.TracePanel(ts_ms, trace(dc.replace(base, words=w)), label, "ms", "V", study.threshold)
+            )
     fig = plot.plot_traces(panels, title=f"{labels[j]} (chip time)")
     run.save_figure("traces.png", fig, dpi=cfg["report"]["dpi"])
 
