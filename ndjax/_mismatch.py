@@ -1077,7 +1077,10 @@ def robust_words(
             best, theta = float(scores[j]), cands[j]
         history.append(best)
         if progress:
-            print(f"  robust words: generation {g + 1}/{generations}, training fraction within "
-                  f"{rate_tol:.0%}: {-best:.1%} (approx.)", flush=True)  # fmt: skip
+            print(
+                f"  robust words: generation {g + 1}/{generations}, training objective {best:.3f} "
+                f"(minus the fraction of chips within {rate_tol:.0%}, plus 0.1 x their capped rate error)",
+                flush=True,
+            )
     words = jax.tree.map(lambda x: x[0], words_of(theta[None]))
     return words, np.asarray(history)
