@@ -128,6 +128,22 @@ class Study:
             raise ValueError("ts must be an increasing 1-D array of at least 2 save times starting at 0")
         if not (np.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma must be finite and >= 0, got {self.sigma!r}")
+        from ._quantize import check_words
+
+        for name, value in (("dg", self.words.g), ("dErev", self.words.e_rev), ("dIb", self.words.i_b)):
+            check_words(name, np.asarray(value))  # shape, integer values, range: raises naming the word
+        y0 = np.asarray(self.y0, dtype=float)
+        if y0.shape != (4,) or not np.all(np.isfinite(y0)):
+            raise ValueError(f"y0 must be 4 finite values [V, m, h, n], got {self.y0!r}")
+        for name in ("threshold", "hysteresis", "rate_tol", "rtol", "atol"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if self.max_steps < 1 or self.segments < 1 or self.count_tol < 0:
+            raise ValueError(
+                f"max_steps and segments must be >= 1 and count_tol >= 0, got {self.max_steps}, "
+                f"{self.segments}, {self.count_tol}"
+            )
 
     def template(self, words: NDWords | None = None) -> NDChip:
         """The nominal chip (or the nominal chip with other words)."""

@@ -50,6 +50,24 @@ def ref():
     return M.nominal_reference(STUDY)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(currents=np.array([0.0, np.nan])), "currents"),
+        (dict(ts=np.linspace(0.0, 1e-3, 5)[::-1]), "ts"),
+        (dict(sigma=-0.1), "sigma"),
+        (dict(words=ndjax.NDWords(jnp.array([1024.0, 307.0, 3.0]), CHIP.words.e_rev, CHIP.words.i_b)), "dg"),
+        (dict(words=ndjax.NDWords(CHIP.words.g, CHIP.words.e_rev, CHIP.words.i_b[0])), "dIb"),
+        (dict(y0=np.array([0.7, 0.0, 0.0])), "y0"),
+        (dict(segments=0), "segments"),
+        (dict(threshold=np.inf), "threshold"),
+    ],
+)
+def test_study_rejects_bad_input(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(STUDY, **change)
+
+
 def test_chip_identity_does_not_depend_on_batch():
     one = M.chip_mismatch(STUDY, np.array([7]))
     many = M.chip_mismatch(STUDY, np.arange(10))
