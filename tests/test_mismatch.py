@@ -428,3 +428,10 @@ def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):
     hh = ndjax.evaluate_words(target, words, [0.0, 10.0], t_hh_ms=30.0, n_save=3001)
     assert metrics["sigmas"][0]["reference"]["count"] == [m.hh_count for m in hh]
     assert metrics["sigmas"][0]["reference"]["count"][1] >= 2  # HH fires repetitively at 10 uA/cm^2
+
+
+def test_sigma_takes_one_value_or_a_list():
+    assert parse_config('kind = "mismatch"\n[study]\nsigma = 0.1\n')["study"]["sigma"] == [0.1]
+    assert parse_config('kind = "mismatch"\n[study]\nsigma = [0.1, 0.2]\n')["study"]["sigma"] == [0.1, 0.2]
+    with pytest.raises(ConfigError, match="study.sigma"):
+        parse_config('kind = "mismatch"\n[study]\nsigma = "0.1"\n')
