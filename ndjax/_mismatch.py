@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -319,31 +321,42 @@ def run_jobs(
     n = i_app.shape[0]
     if n == 0:
         return Responses(np.zeros(0, int), np.zeros(0), np.zeros(0, int), np.zeros(0, int))
+    shard = None
     if mesh is not None:
         block = -(-block // mesh.size) * mesh.size
         shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chips"))
-    shared = (
-        study.biases,
-        jnp.asarray(study.ts),
-        jnp.asarray(study.y0, dtype=float),
-        study.threshold,
-        study.hysteresis,
-        study.rtol,
-        study.atol,
-    )
     if study.segments > 1:
-        return _run_segmented(study, words, mismatch, i_app, block, shard if mesh is not None else None)
-    out = []
+        return _run_segmented(study, words, mismatch, i_app, block, shard)
+    ts, y0 = jnp.asarray(study.ts), jnp.asarray(study.y0, dtype=float)
+
+    def kernel(w, mm, cur):
+        return respond(w, mm, study.biases, cur, ts, y0, study.threshold, study.hysteresis, study.rtol,
+                       study.atol, max_steps=study.max_steps)  # fmt: skip
+
+    return Responses(*_blocked(kernel, (words, mismatch, i_app), np.arange(n), block, shard))
+
+
+def _blocked(kernel, jobs, order: np.ndarray, block: int, shard) -> list[np.ndarray]:
+    """``kernel(*jobs)`` over blocks of ``block`` jobs taken in ``order`` (the last block padded with
+    copies of its last job), each block sharded over the devices when ``shard`` is given.
+
+    Returns the kernel's outputs as NumPy arrays with the jobs in their original positions.
+    """
+    n = order.size
+    outs: list[np.ndarray] | None = None
     for start in range(0, n, block):
-        idx = np.minimum(np.arange(start, start + block), n - 1)  # pad with the last job
-        jobs = (jax.tree.map(lambda x, idx=idx: x[idx], (words, mismatch)), jnp.asarray(i_app[idx]))
-        if mesh is not None:
-            jobs = jax.device_put(jobs, shard)
-        (w, mm), cur = jobs
-        res = respond(w, mm, shared[0], cur, *shared[1:], max_steps=study.max_steps)
+        idx = order[np.minimum(np.arange(start, start + block), n - 1)]
+        args = jax.tree.map(lambda x, idx=idx: x[idx], jobs)
+        if shard is not None:
+            args = jax.device_put(args, shard)
+        res = [np.asarray(r) for r in kernel(*args)]
+        if outs is None:
+            outs = [np.empty((n, *r.shape[1:]), dtype=r.dtype) for r in res]
         keep = min(block, n - start)
-        out.append(tuple(np.asarray(x)[:keep] for x in res))
-    return Responses(*(np.concatenate(parts) for parts in zip(*out, strict=True)))
+        for arr, r in zip(outs, res, strict=True):
+            arr[idx[:keep]] = r[:keep]
+    assert outs is not None
+    return outs
 
 
 def _run_segmented(study: Study, words, mismatch, i_app, block: int, shard) -> Responses:
@@ -360,23 +373,14 @@ def _run_segmented(study: Study, words, mismatch, i_app, block: int, shard) -> R
     v_parts = []
     for k in range(study.segments):
         ts_seg = jnp.asarray(ts[bounds[k] : bounds[k + 1] + 1])
-        seg_v, seg_y, seg_steps = np.empty((n, ts_seg.size)), np.empty((n, 4)), np.empty(n, int)
-        seg_ok, seg_cap = np.empty(n, bool), np.empty(n, bool)
-        for start in range(0, n, block):
-            pos = np.minimum(np.arange(start, start + block), n - 1)
-            idx = order[pos]
-            jobs = (jax.tree.map(lambda x, idx=idx: x[idx], (words, mismatch)), jnp.asarray(i_app[idx]),
-                    jnp.asarray(y[idx]))  # fmt: skip
-            if shard is not None:
-                jobs = jax.device_put(jobs, shard)
-            (w, mm), cur, y0 = jobs
-            res = _segment(
-                w, mm, study.biases, cur, y0, ts_seg, study.rtol, study.atol, max_steps=study.max_steps
-            )
-            keep = min(block, n - start)
-            dest = idx[:keep]
-            for arr, val in zip((seg_v, seg_y, seg_steps, seg_ok, seg_cap), res, strict=True):
-                arr[dest] = np.asarray(val)[:keep]
+
+        def kernel(w, mm, cur, y0, ts_seg=ts_seg):
+            return _segment(w, mm, study.biases, cur, y0, ts_seg, study.rtol, study.atol,
+                            max_steps=study.max_steps)  # fmt: skip
+
+        seg_v, seg_y, seg_steps, seg_ok, seg_cap = _blocked(
+            kernel, (words, mismatch, i_app, y), order, block, shard
+        )
         v_parts.append(seg_v if k == 0 else seg_v[:, 1:])
         ok &= seg_ok
         capped |= seg_cap
@@ -698,11 +702,10 @@ def _es_stage(study, mismatch, ref, index, flat0, r0, ok, generations, populatio
         rows = np.arange(live.size)
         better = good.any(axis=1) | (sc[rows, pick] < score[live])
         words_np, cand_np = np.asarray(words), np.asarray(cand)
-        for j in np.flatnonzero(better):
-            k = live[j]
-            theta[k] = cand_np[j, pick[j]]
-            score[k] = sc[j, pick[j]]
-            best[todo[k]] = words_np[j, pick[j]]
+        up = np.flatnonzero(better)
+        theta[live[up]] = cand_np[up, pick[up]]
+        score[live[up]] = sc[up, pick[up]]
+        best[todo[live[up]]] = words_np[up, pick[up]]
         done = good.any(axis=1)
         ok[todo[live[done]]] = True
         active[live[done]] = False
@@ -817,8 +820,6 @@ ROBUST_RATE_TOL = 0.10
 
 
 def _atomic_savez(path, arrays: dict) -> None:
-    import os
-
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
@@ -845,8 +846,6 @@ def study_chunk(
 
     Returns a dict of NumPy arrays (what a chunk file holds).
     """
-    import time
-
     kw = dict(mesh=mesh, block=block)
     n, c = index.size, study.currents.size
     mm = chip_mismatch(study, index)
@@ -973,8 +972,6 @@ def run_study(
     resumed = 0
     comps = kw.get("compensations", COMPENSATIONS)
     if "robust" in comps and kw.get("robust") is None:
-        import time
-
         t = time.perf_counter()
         kw["robust"], robust_history = _robust_saved(study, ref, folder, kw, robust_options)
         robust_seconds = time.perf_counter() - t
