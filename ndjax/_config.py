@@ -78,11 +78,11 @@ so the validated config is complete and can be written back
     i_master = 150e-9            # A, 50e-9..400e-9
     v_ref = 0.9                  # V, 0..1.8
     i_ref = 100e-9               # A (recorded; no effect on the equations)
-    capacitance_scaling = 0.1    # > 0
-    speedup = "auto"             # > 0: chip speed over FitND's time scale, or "auto"
+    capacitance_scaling = 0.03   # > 0
+    speedup = "conductance"      # > 0: chip speed over FitND's time scale, "conductance" or "auto"
 
     [currents]                   # uA/cm^2, constant, from rest; each in -100..200, no duplicates
-    fit = [0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0]
+    fit = [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]
     evaluate = [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0]   # >= 3 currents not in fit
 
     [optimizer]                  # ndjax._e2e.fit_words keywords; each defaults to fit_words's default
@@ -92,7 +92,7 @@ so the validated config is complete and can be written back
     grad_steps = 100             # >= 0 (0: skip the gradient stage)
     learning_rate = 0.5          # > 0
     polish_sweeps = 30           # >= 0 (0: skip the integer polish)
-    n_save = 3000                # samples per trace during the fit, >= 10
+    n_save = 1500                # samples per trace during the fit, >= 10
 
     [report]
     n_save = 6000                # samples per trace of the evaluation
@@ -870,7 +870,11 @@ register_kind(
 # kind = "fit": integer words for an HH target (ndjax._e2e; SPEC 3)
 
 #: The issue's training and report currents (uA/cm^2): 2.5, 8, 12.5 and 17.5 are held out.
-FIT_CURRENTS_DEFAULT = (0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0)
+#: Not 7.5: the guide's HH model starts firing repetitively there (from rest, one spike at
+#: 7.25, a first ISI of 44 ms at 7.4, 30 ms at 7.5, 17 ms at 7.6), so its spike times ask
+#: the chip to match the onset to a few hundredths of a uA/cm^2; 7.75 (first ISI 16.7 ms,
+#: then 15.7) pins the onset below 8 without that (experiments/FIT_RESULTS.md).
+FIT_CURRENTS_DEFAULT = (0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0)
 EVALUATE_CURRENTS_DEFAULT = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)
 #: Fewest report currents the fit never saw.
 MIN_HELD_OUT = 3
@@ -969,15 +973,15 @@ FIT_CHIP = Table(
             "float", 100e-9, "bias I_ref, A (recorded in words.json; no effect on the equations)", gt=0
         ),
         "capacitance_scaling": Key(
-            "float", 0.1, "factor on the 4 pF membrane capacitance (smaller: a faster chip)", gt=0
+            "float", 0.03, "factor on the 4 pF membrane capacitance (smaller: a faster chip)", gt=0
         ),
         "speedup": Key(
             "float",
-            "auto",
-            "chip speed over FitND's time scale (rate and g words grow by it), or 'auto': the largest"
-            " conductance word at 1023",
+            "conductance",
+            "chip speed over FitND's time scale (rate and g words grow by it); 'conductance': the"
+            " largest conductance word at 1023; 'auto': that and FitND's own, the better kept",
             gt=0,
-            literals=("auto",),
+            literals=("auto", "conductance"),
         ),
     },
     doc="the chip's biases and time scale",
@@ -1040,9 +1044,16 @@ FIT_OPTIMIZER = Table(
         "es_sigma": Key(
             "float",
             _fit_words_default("es_sigma", float),
-            "calibration: initial spread of the 13 log-factors",
+            "calibration: initial CMA-ES step size of the 13 log-factors",
             gt=0,
             le=10,
+        ),
+        "es_restarts": Key(
+            "int",
+            _fit_words_default("es_restarts", int),
+            "calibration: independent CMA-ES runs side by side (the best is kept)",
+            ge=1,
+            le=1000,
         ),
         "grad_steps": Key(
             "int",
@@ -1068,9 +1079,24 @@ FIT_OPTIMIZER = Table(
         "polish_sweeps": Key(
             "int",
             _fit_words_default("polish_sweeps", int),
-            "integer polish: at most this many moves, +-1 LSB or +-3% of large words (0: skip)",
+            "integer polish: at most this many sweeps over every +-1 LSB and +-3% move (0: skip)",
             ge=0,
             le=1_000_000,
+        ),
+        "polish_combine": Key(
+            "int",
+            _fit_words_default("polish_combine", int),
+            "integer polish: a sweep also tries its 2..N best moves together",
+            ge=1,
+            le=48,
+        ),
+        "polish_starts": Key(
+            "int",
+            _fit_words_default("polish_starts", int),
+            "integer polish: starts polished side by side (the best gradient-stage chip and the next"
+            " best calibration runs); the best final chip is kept",
+            ge=1,
+            le=1000,
         ),
         "n_save": Key(
             "int",

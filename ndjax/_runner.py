@@ -521,8 +521,9 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], run: RunDir) -> bool:
     }
     fig = plot.plot_fi_curves(evaluate, rates, held_out=held_out, title=f"{cfg['name']}: F-I curves")
     run.save_figure("fi_curve.png", fig, dpi=dpi)
-    # objective traces only ("time_scales" holds (scl_t, score) pairs, reported in metrics.json)
-    stages = {k: list(v) for k, v in outcome.history.items() if k != "time_scales"}
+    # objective traces only ("time_scales" holds (scl_t, score) pairs and "polish_starts" each
+    # start's polish score per sweep; both are reported in metrics.json)
+    stages = {k: list(v) for k, v in outcome.history.items() if k not in ("time_scales", "polish_starts")}
     stage_seconds, ylabels = {}, {}
     for k in stages:
         name, ylabel = _FIT_STAGES.get(k, (k, "objective"))

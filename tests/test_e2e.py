@@ -84,3 +84,22 @@ def test_short_fit_lowers_its_objective_and_returns_words_in_range():
     nd.NeuroDynModel(dg, de, dib, 0.9, target.i_voltage, target.i_master,
                      capacitance_scaling=target.capacitance_scaling)  # fmt: skip
     assert len(out.nnls_words) == 3
+
+
+def test_polish_moves_are_distinct_in_range_single_word_steps():
+    flat = np.zeros(48)
+    flat[0], flat[1], flat[3], flat[6], flat[7] = 1023, 500, -1023, 20, 1  # dg, dErev, dIb
+    steps, word = E._polish_moves(flat)
+    moved = flat[None] + steps
+    assert np.all(np.count_nonzero(steps, axis=1) == 1)
+    np.testing.assert_array_equal(word, np.argmax(steps != 0, axis=1))
+    assert np.all(moved >= E._LO) and np.all(moved <= E._HI)
+    assert len(np.unique(steps, axis=0)) == len(steps)  # no duplicates, and no no-op
+    # 1023: only down (-1, -31); 500: +-1 and +-15; 20 and 1: +-1 only; 0 (dIb): +1 only
+    assert sorted(steps[word == 0, 0]) == [-31.0, -1.0]
+    assert sorted(steps[word == 1, 1]) == [-15.0, -1.0, 1.0, 15.0]
+    assert sorted(steps[word == 6, 6]) == [-1.0, 1.0] and sorted(steps[word == 7, 7]) == [-1.0, 1.0]
+    assert sorted(steps[word == 3, 3]) == [1.0, 31.0]  # dErev at -1023
+    assert sorted(steps[word == 8, 8]) == [1.0]
+    # dErev words at 0 can move both ways
+    assert sorted(steps[word == 4, 4]) == [-1.0, 1.0]

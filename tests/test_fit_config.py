@@ -146,16 +146,16 @@ def test_defaults_filled():
         "i_master": 150e-9,
         "v_ref": 0.9,
         "i_ref": 100e-9,
-        "capacitance_scaling": 0.1,
-        "speedup": "auto",
+        "capacitance_scaling": 0.03,
+        "speedup": "conductance",
     }
     # make_target's own defaults, so an empty [target]/[chip] is make_target()
     sig = inspect.signature(_e2e.make_target).parameters
     for key, value in {**cfg["target"], **cfg["chip"]}.items():
         if key != "i_ref":
-            assert sig[key].default == (None if value == "auto" else value), key
+            assert sig[key].default == (None if value == "conductance" else value), key
     assert cfg["currents"] == {
-        "fit": [0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0],
+        "fit": [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0],
         "evaluate": [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0],
     }
     # the optimizer follows fit_words's defaults, with their types
@@ -182,8 +182,8 @@ def test_fit_hh_is_valid_explicit_and_round_trips():
     assert cfg["kind"] == "fit" and cfg["span_ms"] == 100.0 and cfg["seed"] == 0
     assert cfg["target"]["scl_v"] == 3.0 and cfg["target"]["gna"] == 120.0
     assert (cfg["chip"]["i_voltage"], cfg["chip"]["i_master"], cfg["chip"]["v_ref"]) == (200e-9, 150e-9, 0.9)
-    assert (cfg["chip"]["capacitance_scaling"], cfg["chip"]["speedup"]) == (0.1, "auto")
-    assert cfg["currents"]["fit"] == [0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0]
+    assert (cfg["chip"]["capacitance_scaling"], cfg["chip"]["speedup"]) == (0.03, "conductance")
+    assert cfg["currents"]["fit"] == [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]
     assert cfg["currents"]["evaluate"] == [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0]
     text = dump_toml(cfg, header="as run")
     assert tomllib.loads(text) == cfg and validate_config(tomllib.loads(text)) == cfg

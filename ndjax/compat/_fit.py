@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _fit as F
+from .._config import FIT_CURRENTS_DEFAULT
 from ._models import HHModel, _x64
 
 __all__ = ["FitND"]
@@ -154,34 +155,39 @@ class FitND:
 
     def fit_end_to_end(
         self,
-        currents=(0.0, 5.0, 6.5, 7.5, 10.0, 15.0, 20.0),
+        currents=FIT_CURRENTS_DEFAULT,
         *,
         V_ref: float = 0.9,
         t_hh_ms: float = 100.0,
-        speedup: float | None = None,
+        capacitance_scaling: float | None = None,
+        speedup: float | str = "conductance",
         progress=print,
         **settings,
     ) -> dict:
         """Integer words that make the chip spike like the model (``ndjax._e2e.fit_words``).
 
-        Starts from this object's NNLS fit and chip settings (``I_voltage``,
-        ``I_master``, ``capacitance_scaling``; a small ``capacitance_scaling``
-        such as 0.1 gives the rate words the LSBs they need).
+        Starts from the NNLS fit of this object's model with its ``I_voltage`` and
+        ``I_master``, on a chip with its own ``capacitance_scaling``.
 
         Args:
             currents: model currents (uA/cm^2) the fit trains on.
             V_ref: the chip's reference voltage.
             t_hh_ms: span of each current, ms of model time.
-            speedup: extra chip speed over this object's time scale (``None``: try this
-                scale and the one with the largest conductance word at 1023, keep the
-                better, see :func:`ndjax._e2e.make_targets`).
+            capacitance_scaling: of the fitted chip (``None``: 0.03, the default of
+                :func:`ndjax._e2e.make_target`: a small capacitor makes the chip fast
+                enough that the rate words get the LSBs they need; measured in
+                ``experiments/FIT_RESULTS.md``). Pass ``self.capacitance_scaling`` to
+                keep this object's.
+            speedup: chip speed (see :func:`ndjax._e2e.make_targets`): ``"conductance"``
+                puts the largest conductance word at 1023; ``"auto"`` also tries this
+                object's time scale and keeps the better; a number is a factor over it.
             progress: called with progress lines (``None``: silent).
             **settings: passed to :func:`ndjax._e2e.fit_words`.
 
         Returns:
             A dict like ``words.json``: ``dg``, ``dErev``, ``dIb`` (integer arrays),
-            ``V_ref``, ``I_voltage``, ``I_master``, ``capacitance_scaling``,
-            ``scl_t``, ``scl_v``, and ``outcome`` (the full :class:`FitOutcome`).
+            ``V_ref``, ``I_voltage``, ``I_master``, ``capacitance_scaling`` (the fitted
+            chip's), ``scl_t``, ``scl_v``, and ``outcome`` (the full :class:`FitOutcome`).
             Feed the chip ``I0 * scl_v * scl_t * 4 pF * capacitance_scaling / C_HH``
             for a model current ``I0``.
         """
@@ -192,15 +198,15 @@ class FitND:
         pairs = _e2e.make_targets(
             gna=hh.gna / scl_t_model * 1e3, gk=hh.gk / scl_t_model * 1e3, gl=hh.gl / scl_t_model * 1e3,
             ena=hh.Ena / self.scl_v * 1e3, ek=hh.Ek / self.scl_v * 1e3, el=hh.El / self.scl_v * 1e3,
-            scl_v=self.scl_v, capacitance_scaling=self.capacitance_scaling, i_voltage=self.I_voltage,
-            i_master=self.I_master, v_ref=V_ref, speedup="auto" if speedup is None else speedup,
+            scl_v=self.scl_v, i_voltage=self.I_voltage, i_master=self.I_master, v_ref=V_ref, speedup=speedup,
+            **({} if capacitance_scaling is None else {"capacitance_scaling": capacitance_scaling}),
         )  # fmt: skip
         out = _e2e.fit_words(*pairs[0], currents, t_hh_ms=t_hh_ms, progress=progress, alternatives=pairs[1:],
                              **settings)  # fmt: skip
         target = out.target
         dg, de, dib = out.words
         return dict(dg=dg, dErev=de, dIb=dib, V_ref=V_ref, I_voltage=self.I_voltage, I_master=self.I_master,
-                    capacitance_scaling=self.capacitance_scaling, scl_t=target.scl_t, scl_v=self.scl_v,
+                    capacitance_scaling=target.capacitance_scaling, scl_t=target.scl_t, scl_v=self.scl_v,
                     outcome=out)  # fmt: skip
 
     @staticmethod
