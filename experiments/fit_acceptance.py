@@ -18,7 +18,7 @@ Targets (the chip's biases, time scale, span, optimizer settings and seed come f
 
 Usage::
 
-    python experiments/fit_acceptance.py [--targets guide,conductances,sclv25] [--quick] [--out DIR]
+    python experiments/fit_acceptance.py [--targets guide,conductances,sclv25] [--seed N] [--quick] [--out DIR]
 
 ``--quick`` uses tiny settings (a smoke test of the script, not a measurement); ``--out DIR`` writes
 ``DIR/fit_acceptance.json`` with every number printed and the fitted words.
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_CONFIG,
         help="kind = 'fit' config giving chip, span, optimizer and seed (default: fit_hh.toml)",
     )
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     args = parser.parse_args(argv)
     names = [t.strip() for t in args.targets.split(",") if t.strip()]
     unknown = [t for t in names if t not in TARGETS]
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": dict(cfg["optimizer"]),
         "span_ms": cfg["span_ms"],
         "eval_n_save": cfg["report"]["n_save"],
-        "seed": cfg["seed"],
+        "seed": cfg["seed"] if args.seed is None else args.seed,
     }
     if args.quick:
         settings["optimizer"].update(QUICK["optimizer"])
