@@ -166,8 +166,8 @@ class FitND:
     ) -> dict:
         """Integer words that make the chip spike like the model (``ndjax._e2e.fit_words``).
 
-        Starts from the NNLS fit of this object's model with its ``I_voltage`` and
-        ``I_master``, on a chip with its own ``capacitance_scaling``.
+        Starts from the NNLS fit of this object's model, with this object's ``I_voltage``
+        and ``I_master``; the fitted chip has the ``capacitance_scaling`` given here.
 
         Args:
             currents: model currents (uA/cm^2) the fit trains on.
@@ -179,8 +179,9 @@ class FitND:
                 ``experiments/FIT_RESULTS.md``). Pass ``self.capacitance_scaling`` to
                 keep this object's.
             speedup: chip speed (see :func:`ndjax._e2e.make_targets`): ``"conductance"``
-                puts the largest conductance word at 1023; ``"auto"`` also tries this
-                object's time scale and keeps the better; a number is a factor over it.
+                puts the largest conductance word at 1023; ``"auto"`` also tries FitND's own
+                time scale for that capacitance and keeps the better; a number is a factor
+                over FitND's time scale.
             progress: called with progress lines (``None``: silent).
             **settings: passed to :func:`ndjax._e2e.fit_words`.
 
