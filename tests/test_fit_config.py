@@ -337,8 +337,10 @@ evaluate = [0.0, 5.0, 10.0, 12.5]
 [optimizer]
 es_generations = 1
 es_population = 4
+es_restarts = 1
 grad_steps = 1
 polish_sweeps = 1
+polish_combine = 1
 n_save = 600
 
 [report]
