@@ -37,6 +37,8 @@ class CMAES:
     def __init__(self, dim: int, population: int, sigma: float, restarts: int = 1, seed: int = 0, mean=None):
         if population < 2:
             raise ValueError(f"population must be at least 2, got {population}")
+        if restarts < 1 or dim < 1:
+            raise ValueError(f"restarts and dim must be at least 1, got restarts={restarts}, dim={dim}")
         n, lam, r = int(dim), int(population), int(restarts)
         self.n, self.lam, self.r, self.seed = n, lam, r, int(seed)
         mu = lam // 2

@@ -56,9 +56,11 @@ def test_cmaes_treats_non_finite_scores_as_worst():
     assert np.isfinite(es.best[0]) and es.best[0] < 1e-8
 
 
-def test_cmaes_rejects_a_population_below_two():
+def test_cmaes_rejects_a_population_below_two_and_no_runs():
     with pytest.raises(ValueError, match="population"):
         CMAES(3, 1, 0.1)
+    with pytest.raises(ValueError, match="restarts"):
+        CMAES(3, 4, 0.1, restarts=0)
 
 
 def test_conductance_speedup_puts_the_largest_conductance_word_at_full_scale():
