@@ -103,3 +103,17 @@ def test_polish_moves_are_distinct_in_range_single_word_steps():
     assert sorted(steps[word == 8, 8]) == [1.0]
     # dErev words at 0 can move both ways
     assert sorted(steps[word == 4, 4]) == [-1.0, 1.0]
+
+
+def test_onset_currents_flag_a_long_first_isi():
+    times = np.array([[1.0, 31.0, 46.0, 61.0, 99.0], [1.0, 17.0, 32.0, 47.0, 99.0], [1.0, 99, 99, 99, 99]])
+    flagged = E.onset_currents([7.5, 7.75, 0.0], times, [4, 4, 1])
+    assert [c for c, _ in flagged] == [7.5] and flagged[0][1] == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+def test_training_at_the_guide_models_onset_warns():
+    target, _ = E.make_target()
+    with pytest.warns(UserWarning, match=r"7\.5 uA/cm\^2 \(first ISI 1\.9x") as caught:
+        E._prepare(target, [7.5, 7.75], 100.0, 1500)
+    assert len(caught) == 1 and "7.75" not in str(caught[0].message)  # 7.75 is past the onset
