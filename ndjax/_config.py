@@ -61,7 +61,7 @@ so the validated config is complete and can be written back
 
     kind = "fit"
     name = "fit_hh"
-    seed = 0                     # seeds the evolution strategy
+    seed = 0                     # seeds the CMA-ES runs of the calibration
     span_ms = 100.0              # span of each current, ms of HH time (fit and report), 0 < span <= 1000
 
     [target]                     # the HH model, classic units before scaling (make_target)
@@ -1030,7 +1030,7 @@ FIT_OPTIMIZER = Table(
         "es_generations": Key(
             "int",
             _fit_words_default("es_generations", int),
-            "calibration: evolution-strategy generations (0: skip)",
+            "calibration: CMA-ES generations (0: skip)",
             ge=0,
             le=100_000,
         ),

@@ -615,8 +615,9 @@ def fit_words(
             next best calibration runs, this many in all (every start's candidates in
             one vmap); the best final chip is kept. The calibration score is a poor
             predictor of where the polish ends (measured: calibrated 20 polished to 3.3,
-            calibrated 12 to 0.9).
-        seed: seeds the evolution strategy.
+            calibrated 12 to 0.9), but extra starts measured no gain on the guide's case,
+            so the default is 1.
+        seed: seeds the CMA-ES runs.
         progress: called with a one-line report now and then (``None``: silent).
         alternatives: more ``(target, words0)`` pairs (other time scales of the same
             model, see :func:`make_targets`); each is calibrated, and the one with the
@@ -630,7 +631,7 @@ def fit_words(
     seconds: dict[str, float] = {}
     nnls_words = _ints(words0)
 
-    # 1. calibration: 13 global factors, evolution strategy on rounded words (per time-scale candidate)
+    # 1. calibration: 13 global factors, CMA-ES on rounded words (per time-scale candidate)
     t0 = time.perf_counter()
 
     def calibrate(target, words0, label):
