@@ -192,20 +192,20 @@ def _first_last(ts, v, mask, threshold):
     return cross(first), cross(last)
 
 
+def _spikes_at(params, i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps):
+    """Solve one chip at one constant current; ``(trajectory, spike count, rate)`` (the rate is
+    differentiable in the voltage: interpolated first and last spike times)."""
+    tr = simulate(
+        NEURODYN, params, Constant(i_app), y0, ts, save_fn=_save_v, rtol=rtol, atol=atol, max_steps=max_steps
+    )
+    return (tr, *_spike_stats(ts, tr.ys, threshold, hysteresis))
+
+
 def _one_response(words, mismatch, biases, i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps):
     chip = NDChip(words, biases, mismatch, nd_constants(), digital=True)
-    tr = simulate(
-        NEURODYN,
-        chip_params(chip),
-        Constant(i_app),
-        y0,
-        ts,
-        save_fn=_save_v,
-        rtol=rtol,
-        atol=atol,
-        max_steps=max_steps,
+    tr, count, rate = _spikes_at(
+        chip_params(chip), i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps
     )
-    count, rate = _spike_stats(ts, tr.ys, threshold, hysteresis)
     status = jnp.where(tr.ok, OK, jnp.where(tr.max_steps_reached, MAX_STEPS, NOT_FINITE))
     return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, jnp.nan), status, tr.n_steps
 
@@ -598,18 +598,7 @@ def _retune_loss(
     params = chip_params(chip)
 
     def one(i_app):
-        tr = simulate(
-            NEURODYN,
-            params,
-            Constant(i_app),
-            y0,
-            ts,
-            save_fn=_save_v,
-            rtol=rtol,
-            atol=atol,
-            max_steps=max_steps,
-        )
-        count, rate = _spike_stats(ts, tr.ys, threshold, hysteresis)  # rate differentiable in V
+        tr, count, rate = _spikes_at(params, i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps)
         return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, 0.0), tr.ok
 
     count, rate, ok = jax.vmap(one)(currents)
