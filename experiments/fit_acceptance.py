@@ -16,11 +16,18 @@ Targets (the chip's biases, time scale, span, optimizer settings and seed come f
   tests nothing);
 - ``sclv25``: HH defaults, scl_v = 2.5;
 - not run by default, looked at only after the fit's settings were fixed: ``leak`` (gl 0.45, +50%)
-  and ``sclv2`` (HH defaults, scl_v = 2).
+  and ``sclv2`` (HH defaults, scl_v = 2);
+- sealed held-out targets, added before the work that made the training currents and ``I_voltage``
+  follow the target, and run once only when that method was final: ``gk_high`` (gk 43.2, +20%, and
+  gna 132, +10%: from rest HH fires once up to 11.25 uA/cm^2, repetitively from 11.5, with a first
+  ISI 1.8-3.3x the later ones up to 12.75; gk +20% alone fires repetitively only above 16.25 with a
+  first ISI 1.8x the later ones even at 20, an onset band throughout) and ``sclv275`` (HH defaults,
+  scl_v = 2.75). Chosen by an HH-only check (no chip, no fit) that they fire repetitively in 0-20.
 
 Usage::
 
-    python experiments/fit_acceptance.py [--targets guide,conductances,sclv25] [--seed N] [--quick] [--out DIR]
+    python experiments/fit_acceptance.py [--targets guide,conductances,sclv25] [--seed N] [--quick]
+                                         [--out DIR]
 
 ``--quick`` uses tiny settings (a smoke test of the script, not a measurement); ``--out DIR`` writes
 ``DIR/fit_acceptance.json`` with every number printed and the fitted words.
@@ -58,6 +65,9 @@ TARGETS = {
     # not run by default: targets looked at only after the settings were fixed
     "leak": ("gl 0.45 (+50%), el 10.6: repetitive firing starts later", {"gl": 0.45}),
     "sclv2": ("HH defaults, scl_v = 2", {"scl_v": 2.0}),
+    # sealed held-out targets: not run until the method (auto currents, I_voltage) was final
+    "gk_high": ("gk 43.2 (+20%), gna 132 (+10%): repetitive firing from 11.5", {"gk": 43.2, "gna": 132.0}),
+    "sclv275": ("HH defaults, scl_v = 2.75", {"scl_v": 2.75}),
 }
 DEFAULT_TARGETS = "guide,conductances,sclv25"
 
