@@ -55,6 +55,8 @@ so the validated config is complete and can be written back
     [models.mismatch]            # neurodyn only, optional (absent: a nominal chip)
     sigma = 0.15                 # ndjax.sample_mismatch(jax.random.key(seed), sigma, exponent_sigma)
     exponent_sigma = [0.2, 0.1, 0.2]
+    centre_sigma = 0.0           # beyond SPEC 2, off by default: sigmoid-centre offsets (V, ~0.015)
+    kappa_sigma = 0.0            #   and relative spread of each sigmoid's kappa
     seed = 0                     # default: the top-level seed
 
 ``kind = "fit"``: integer NeuroDyn words for an HH model (``ndjax._e2e``, SPEC 3)::
@@ -825,9 +827,19 @@ MISMATCH = Table(
         "exponent_sigma": Key(
             "array", list(EXPONENT_SIGMA), "spread of the gate powers p, q, r", shape=(3,), ge=0
         ),
+        "centre_sigma": Key(
+            "float",
+            0.0,
+            "beyond SPEC 2: offsets of the 42 sigmoid centres, V (about 0.015 is physical; 0: off)",
+            ge=0,
+            le=1.8,
+        ),
+        "kappa_sigma": Key(
+            "float", 0.0, "beyond SPEC 2: relative spread of each sigmoid's kappa (0: off)", ge=0, le=1
+        ),
         "seed": Key("int", Derived(_root_seed, "the top-level seed"), "key of the draw", ge=0, le=2**32 - 1),
     },
-    doc="transistor mismatch: ndjax.sample_mismatch(jax.random.key(seed), sigma, exponent_sigma)",
+    doc="transistor mismatch: ndjax.sample_mismatch(jax.random.key(seed), sigma, exponent_sigma, ...)",
     optional=True,
 )
 
@@ -1241,6 +1253,16 @@ MISMATCH_STUDY = Table(
         ),
         "exponent_sigma": Key(
             "array", list(EXPONENT_SIGMA), "spread of the gate powers p, q, r", shape=(3,), ge=0, le=1
+        ),
+        "centre_sigma": Key(
+            "float",
+            0.0,
+            "beyond SPEC 2: offsets of the 42 sigmoid centres, V (about 0.015 is physical; 0: off)",
+            ge=0,
+            le=1.8,
+        ),
+        "kappa_sigma": Key(
+            "float", 0.0, "beyond SPEC 2: relative spread of each sigmoid's kappa (0: off)", ge=0, le=1
         ),
         "seed": Key(
             "int",

@@ -95,6 +95,8 @@ class Study:
         y0: (4,) initial state.
         threshold, hysteresis: spike detection on the chip's voltage, V.
         sigma: mismatch spread; ``exponent_sigma``: spread of the gate powers.
+        centre_sigma, kappa_sigma: optional sources beyond SPEC 2 (0: off, the default): offsets of
+            the 42 sigmoid centres (V) and relative spread of their slopes (:func:`sample_mismatch`).
         seed: chip ``i`` is drawn from ``fold_in(key(seed), i)``.
         count_tol, rate_tol: what "behaves" means (spikes, relative rate).
         rtol, atol, max_steps: solver settings.
@@ -111,6 +113,8 @@ class Study:
     hysteresis: float
     sigma: float = 0.15
     exponent_sigma: tuple = EXPONENT_SIGMA
+    centre_sigma: float = 0.0
+    kappa_sigma: float = 0.0
     seed: int = 0
     count_tol: int = 1
     rate_tol: float = 0.05
@@ -128,8 +132,10 @@ class Study:
         ts = np.asarray(self.ts, dtype=float)
         if ts.ndim != 1 or ts.size < 2 or not np.all(np.diff(ts) > 0) or ts[0] != 0:
             raise ValueError("ts must be an increasing 1-D array of at least 2 save times starting at 0")
-        if not (np.isfinite(self.sigma) and self.sigma >= 0):
-            raise ValueError(f"sigma must be finite and >= 0, got {self.sigma!r}")
+        for name in ("sigma", "centre_sigma", "kappa_sigma"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
         from ._quantize import check_words
 
         for name, value in (("dg", self.words.g), ("dErev", self.words.e_rev), ("dIb", self.words.i_b)):
@@ -158,7 +164,8 @@ def chip_mismatch(study: Study, index: np.ndarray) -> Mismatch:
     """Mismatch of the chips ``index`` (a batched :class:`Mismatch`)."""
     key = jax.random.key(study.seed)
     es = jnp.asarray(study.exponent_sigma, dtype=float)
-    return jax.vmap(lambda i: sample_mismatch(jax.random.fold_in(key, i), study.sigma, es))(
+    extra = dict(centre_sigma=float(study.centre_sigma), kappa_sigma=float(study.kappa_sigma))
+    return jax.vmap(lambda i: sample_mismatch(jax.random.fold_in(key, i), study.sigma, es, **extra))(
         jnp.asarray(index, dtype=jnp.uint32)
     )
 

@@ -119,12 +119,20 @@ class NDWords:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Mismatch:
-    """Transistor mismatch of one chip: factors (ones when nominal) and exponent offsets."""
+    """Transistor mismatch of one chip: factors (ones when nominal) and exponent offsets.
+
+    ``centres`` and ``kappa`` are optional sources beyond SPEC section 2 (None: absent, the
+    default): an offset of each sigmoid's centre and a factor on each sigmoid's slope ``kappa``.
+    With either, each of the 42 sigmoids has its own centre and slope, which costs six times the
+    logistic evaluations of the shared ladder.
+    """
 
     g: jax.Array  # (3,) factor on each maximal conductance
     e_rev: jax.Array  # (3,) factor on each reversal offset E - V_ref
     i_b: jax.Array  # (3, 2, 7) factor on each sigmoid weight
     exponents: jax.Array  # (3,) added to the powers (3, 1, 4)
+    centres: jax.Array | None = None  # (3, 2, 7) offset of each sigmoid's centre, V
+    kappa: jax.Array | None = None  # (3, 2, 7) factor on each sigmoid's kappa
 
 
 @jax.tree_util.register_dataclass
@@ -150,11 +158,11 @@ class NDParams:
     g: jax.Array  # (3,) maximal conductances [Na, K, L], S
     e_rev: jax.Array  # (3,) reversal potentials, V
     i_b: jax.Array  # (3, 2, 7) sigmoid weights, A
-    v_b: jax.Array  # (7,) sigmoid centres, V
+    v_b: jax.Array  # (7,) sigmoid centres, V; (3, 2, 7) with centre mismatch
     exponents: jax.Array  # (3,) gate powers p, q, r
     c_m: jax.Array  # membrane capacitance, F
     c_g: jax.Array
-    kappa: jax.Array
+    kappa: jax.Array  # scalar; (3, 2, 7) with kappa mismatch
     kappa_lin: jax.Array
     v_t: jax.Array
 
@@ -196,8 +204,11 @@ def sample_mismatch(
     key: jax.Array,
     sigma: ArrayLike = 0.15,
     exponent_sigma: ArrayLike = EXPONENT_SIGMA,
+    *,
+    centre_sigma: float | None = None,
+    kappa_sigma: float | None = None,
 ) -> Mismatch:
-    """Draw one chip's mismatch (SPEC section 2).
+    """Draw one chip's mismatch (SPEC section 2, optionally more).
 
     Every sigmoid weight, maximal conductance and reversal offset gets its own
     factor ``1 + sigma N(0, 1)``; the gate powers become ``(3, 1, 4) +
@@ -207,14 +218,31 @@ def sample_mismatch(
         key: a ``jax.random`` key; the same key gives the same chip.
         sigma: relative spread of the currents.
         exponent_sigma: (3,) spread of the exponents p, q, r.
+        centre_sigma: beyond SPEC, off by default: each of the 42 sigmoid centres is offset by
+            ``centre_sigma N(0, 1)`` volts (differential-pair offsets; about 0.015 V is physical).
+        kappa_sigma: beyond SPEC, off by default: each sigmoid's ``kappa`` is multiplied by
+            ``1 + kappa_sigma N(0, 1)``.
+
+    ``centre_sigma`` and ``kappa_sigma`` are Python numbers (they decide the pytree's
+    structure); None or 0 leaves the source out. Turning them on does not change the other
+    draws of a key: a chip keeps its SPEC mismatch and gains the new sources.
     """
     k_g, k_e, k_b, k_x = jax.random.split(key, 4)
     dtype = jnp.result_type(float)
+    extra = {}
+    sources = (("centres", "centre_sigma", centre_sigma, 0.0), ("kappa", "kappa_sigma", kappa_sigma, 1.0))
+    for tag, (field, arg, spread, base) in enumerate(sources):
+        if spread is not None and not float(spread) >= 0:
+            raise ValueError(f"{arg} must be >= 0 (or None), got {spread!r}")
+        if spread:
+            draw = jax.random.normal(jax.random.fold_in(key, 0xC0FFEE + tag), (3, 2, 7), dtype)
+            extra[field] = base + float(spread) * draw
     return Mismatch(
         g=1 + sigma * jax.random.normal(k_g, (3,), dtype),
         e_rev=1 + sigma * jax.random.normal(k_e, (3,), dtype),
         i_b=1 + sigma * jax.random.normal(k_b, (3, 2, 7), dtype),
         exponents=jnp.asarray(exponent_sigma, dtype) * jax.random.normal(k_x, (3,), dtype),
+        **extra,
     )
 
 
@@ -240,11 +268,13 @@ def chip_params(chip: NDChip) -> NDParams:
         g=w.g * g_unit * mm.g,
         e_rev=w.e_rev * e_unit * mm.e_rev + b.v_ref,
         i_b=w.i_b * i_unit * mm.i_b,
-        v_b=sigmoid_centres(b, c),
+        v_b=sigmoid_centres(b, c)
+        if mm.centres is None
+        else sigmoid_centres(b, c)[None, None, :] + mm.centres,
         exponents=jnp.asarray(ND_EXPONENTS, dtype=jnp.result_type(mm.exponents)) + mm.exponents,
         c_m=c.c_base * b.capacitance_scaling,
         c_g=c.c_g,
-        kappa=c.kappa,
+        kappa=c.kappa if mm.kappa is None else c.kappa * mm.kappa,
         kappa_lin=c.kappa_lin,
         v_t=c.v_t,
     )
@@ -252,9 +282,15 @@ def chip_params(chip: NDChip) -> NDParams:
 
 def nd_rates(v: jax.Array, params: NDParams) -> tuple[jax.Array, jax.Array]:
     """alpha and beta (1/s) of m, h, n at voltage ``v`` (scalar): two arrays of shape (3,)."""
-    z = params.kappa * (params.v_b - v) / params.v_t  # (7,)
-    rising = params.i_b @ logistic(-z)  # s = +1: 1/(1 + exp(z)); shape (3, 2)
-    falling = params.i_b @ logistic(z)  # s = -1: 1/(1 + exp(-z))
+    if params.v_b.ndim == 1 and jnp.ndim(params.kappa) == 0:
+        z = params.kappa * (params.v_b - v) / params.v_t  # (7,): one ladder serves the six rates
+        rising = params.i_b @ logistic(-z)  # s = +1: 1/(1 + exp(z)); shape (3, 2)
+        falling = params.i_b @ logistic(z)  # s = -1: 1/(1 + exp(-z))
+    else:  # each sigmoid its own centre or slope (optional mismatch): (3, 2, 7)
+        v_b = jnp.broadcast_to(params.v_b, params.i_b.shape)
+        z = params.kappa * (v_b - v) / params.v_t
+        rising = jnp.sum(params.i_b * logistic(-z), axis=-1)
+        falling = jnp.sum(params.i_b * logistic(z), axis=-1)
     signs = jnp.asarray(RATE_SIGNS, dtype=rising.dtype)
     rates = jnp.where(signs > 0, rising, falling) / (params.c_g * params.v_t)
     return rates[:, 0], rates[:, 1]

@@ -187,7 +187,13 @@ def build_model(m: dict) -> BuiltModel:
     mm = m.get("mismatch")
     mismatch = None
     if mm is not None:
-        mismatch = sample_mismatch(jax.random.key(mm["seed"]), mm["sigma"], mm["exponent_sigma"])
+        mismatch = sample_mismatch(
+            jax.random.key(mm["seed"]),
+            mm["sigma"],
+            mm["exponent_sigma"],
+            centre_sigma=mm["centre_sigma"],
+            kappa_sigma=mm["kappa_sigma"],
+        )
     chip = nd_chip(
         p["dg"],
         p["dErev"],
@@ -823,6 +829,8 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
             hysteresis=hysteresis,
             sigma=float(s),
             exponent_sigma=tuple(st["exponent_sigma"]),
+            centre_sigma=st["centre_sigma"],
+            kappa_sigma=st["kappa_sigma"],
             seed=st["seed"],
             count_tol=st["count_tol"],
             rate_tol=st["rate_tol"],

@@ -255,7 +255,13 @@ def test_derived_defaults_follow_the_model():
     raw = config(seed=7, models__0__spikes={"threshold": 50.0}, models__1__mismatch={"sigma": 0.1})
     hh, nd = validate_config(raw)["models"]
     assert hh["spikes"] == {"threshold": 50.0, "hysteresis": 10.0}
-    assert nd["mismatch"] == {"sigma": 0.1, "exponent_sigma": [0.2, 0.1, 0.2], "seed": 7}
+    assert nd["mismatch"] == {
+        "sigma": 0.1,
+        "exponent_sigma": [0.2, 0.1, 0.2],
+        "centre_sigma": 0.0,
+        "kappa_sigma": 0.0,
+        "seed": 7,
+    }
 
 
 def test_analog_words_are_physical_values():

@@ -61,6 +61,8 @@ def ref():
         (dict(y0=np.array([0.7, 0.0, 0.0])), "y0"),
         (dict(segments=0), "segments"),
         (dict(threshold=np.inf), "threshold"),
+        (dict(centre_sigma=-0.01), "centre_sigma"),
+        (dict(kappa_sigma=np.nan), "kappa_sigma"),
     ],
 )
 def test_study_rejects_bad_input(change, message):
@@ -75,6 +77,20 @@ def test_chip_identity_does_not_depend_on_batch():
         np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[7])
     other_seed = M.chip_mismatch(dataclasses.replace(STUDY, seed=4), np.array([7]))
     assert not np.allclose(np.asarray(other_seed.g), np.asarray(one.g))
+
+
+def test_optional_mismatch_sources_add_to_the_same_chips(ref):
+    """Centre and kappa mismatch (off by default) keep each chip's SPEC draws and change how it
+    fires; the kernel runs either pytree."""
+    more = dataclasses.replace(STUDY, centre_sigma=0.015, kappa_sigma=0.05)
+    base, extra = M.chip_mismatch(STUDY, np.arange(6)), M.chip_mismatch(more, np.arange(6))
+    assert base.centres is None and extra.centres.shape == (6, 3, 2, 7)
+    np.testing.assert_array_equal(np.asarray(base.i_b), np.asarray(extra.i_b))
+    cur = np.full(6, STUDY.currents[0])
+    r0 = M.run_jobs(STUDY, M.broadcast_words(STUDY.words, 6), base, cur)
+    r1 = M.run_jobs(more, M.broadcast_words(STUDY.words, 6), extra, cur)
+    assert np.all(r0.status == M.OK) and np.all(r1.status == M.OK)
+    assert not np.allclose(r0.rate, r1.rate)
 
 
 def test_kernel_matches_direct_solves(ref):
@@ -361,6 +377,7 @@ def test_runner_writes_results_and_resumes(tmp_path):
         ("[study]\nsigmaa = 0.1", "study.sigmaa", "did you mean 'sigma'"),
         ("[study]\nsigma = [0.1, -0.1]", "study.sigma[1]", "in 0..1"),
         ("[study]\nreference = 'hh'", "study.reference", "expected one of"),
+        ("[study]\ncentre_sigma = -0.015", "study.centre_sigma", "in 0..1.8"),
         ("[compensation]\nrebalance_factors = [1.0]", "compensation.rebalance_factors", "other than 1"),
         ("[currents]\nvalues = []", "currents.values", "at least 1 current"),
         ("[currents]\nvalues = [1.0, 1.0]", "currents.values[1]", "duplicate"),

@@ -9,7 +9,7 @@ import pytest
 from reference import nd_rates_ref, nd_reference_params, nd_rhs_ref
 
 import ndjax as nd
-from ndjax._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB
+from ndjax._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB, RATE_SIGNS
 
 
 def test_word_conversions_exact():
@@ -139,3 +139,42 @@ def test_default_words_are_spec():
     np.testing.assert_array_equal(chip.words.g, DEFAULT_DG)
     np.testing.assert_array_equal(chip.words.e_rev, DEFAULT_DEREV)
     np.testing.assert_array_equal(chip.words.i_b, DEFAULT_DIB)
+
+
+def test_optional_centre_and_kappa_mismatch():
+    """Beyond SPEC 2 (off by default): per-sigmoid centre offsets and kappa factors. Turning them on
+    keeps the key's SPEC draws; the rates equal an independent per-sigmoid NumPy sum; zero offsets
+    and unit factors give the shared-ladder rates exactly."""
+    key = jax.random.key(11)
+    base = nd.sample_mismatch(key)
+    assert base.centres is None and base.kappa is None
+    more = nd.sample_mismatch(key, centre_sigma=0.015, kappa_sigma=0.05)
+    for name in ("g", "e_rev", "i_b", "exponents"):
+        np.testing.assert_array_equal(getattr(more, name), getattr(base, name))
+    assert more.centres.shape == more.kappa.shape == (3, 2, 7)
+    many = jax.vmap(lambda k: nd.sample_mismatch(k, centre_sigma=0.015, kappa_sigma=0.05))(
+        jax.random.split(jax.random.key(0), 2000)
+    )
+    assert float(jnp.std(many.centres)) == pytest.approx(0.015, rel=0.03)
+    assert float(jnp.std(many.kappa)) == pytest.approx(0.05, rel=0.03)
+    assert float(jnp.mean(many.kappa)) == pytest.approx(1.0, abs=0.002)
+    with pytest.raises(ValueError, match="centre_sigma"):
+        nd.sample_mismatch(key, centre_sigma=-0.01)
+
+    chip = nd.nd_chip(mismatch=more)
+    p = nd.chip_params(chip)
+    v = 0.93
+    centres = np.asarray(nd.sigmoid_centres(chip.biases, chip.consts))[None, None, :] + np.asarray(
+        more.centres
+    )
+    kappa = 0.7 * np.asarray(more.kappa)
+    signs = np.asarray(RATE_SIGNS)[:, :, None]
+    i_b = np.asarray(p.i_b)
+    want = np.sum(i_b / (1 + np.exp(signs * kappa * (centres - v) / 0.026)), axis=-1) / (5e-12 * 0.026)
+    alpha, beta = nd.nd_rates(v, p)
+    np.testing.assert_allclose(np.stack([alpha, beta], 1), want, rtol=1e-12)
+
+    flat = dataclasses.replace(base, centres=jnp.zeros((3, 2, 7)), kappa=jnp.ones((3, 2, 7)))
+    got = nd.nd_rates(v, nd.chip_params(nd.nd_chip(mismatch=flat)))
+    ref = nd.nd_rates(v, nd.chip_params(nd.nd_chip(mismatch=base)))
+    np.testing.assert_allclose(np.stack(got), np.stack(ref), rtol=1e-13)
