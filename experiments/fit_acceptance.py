@@ -49,9 +49,8 @@ jax.config.update("jax_enable_x64", True)  # an entry point: float64 before ndja
 
 from ndjax import _e2e  # noqa: E402
 from ndjax._config import load_config  # noqa: E402
-from ndjax._runner import fit_targets  # noqa: E402
+from ndjax._runner import fit_targets, resolve_fit_currents  # noqa: E402
 
-FIT_CURRENTS = (0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0)  # uA/cm^2 (not 7.5: see FIT_RESULTS.md)
 EVAL_CURRENTS = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)  # 2.5, 8, 12.5, 17.5 held out
 COUNT_TOL = 1  # spikes
 RATE_TOL = 0.03  # relative
@@ -125,10 +124,21 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
     target, words0 = pairs[0]
     t_target = time.perf_counter() - t0
     t0 = time.perf_counter()
+    fit_currents = resolve_fit_currents(
+        {"currents": {"fit": settings["fit_currents"], "evaluate": list(EVAL_CURRENTS)},
+         "span_ms": settings["span_ms"]},
+        target,
+    )  # fmt: skip
+    t_currents = time.perf_counter() - t0
+    say(
+        f"    fit currents: {', '.join(f'{c:g}' for c in fit_currents)} uA/cm^2"
+        f" ({settings['fit_currents']!r})"
+    )
+    t0 = time.perf_counter()
     outcome = _e2e.fit_words(
         target,
         words0,
-        list(FIT_CURRENTS),
+        fit_currents,
         t_hh_ms=settings["span_ms"],
         seed=settings["seed"],
         progress=lambda msg: say(f"    {msg}"),
@@ -144,7 +154,7 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
     t_eval = time.perf_counter() - t0
     rows = []
     for i0, mn, mf in zip(EVAL_CURRENTS, m_nnls, m_fit, strict=True):
-        held = not any(math.isclose(i0, f, abs_tol=1e-9) for f in FIT_CURRENTS)
+        held = not any(math.isclose(i0, f, abs_tol=1e-9) for f in fit_currents)
         rows.append(
             {
                 "current_ua_cm2": i0,
@@ -161,8 +171,11 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
         "hh": target.hh,
         "scl_v": target.scl_v,
         "scl_t": target.scl_t,
+        "i_voltage": target.i_voltage,
+        "fit_currents": fit_currents,
         "seconds": {
             "make_target": round(t_target, 3),
+            "choose_currents": round(t_currents, 3),
             **{k: round(float(v), 3) for k, v in outcome.seconds.items()},
             "fit_total": round(t_fit, 3),
             "evaluate": round(t_eval, 3),
@@ -178,11 +191,15 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
 def print_table(res: dict) -> None:
     sec = res["seconds"]
     stages = ", ".join(
-        f"{k} {v:.1f} s" for k, v in sec.items() if k not in ("make_target", "fit_total", "evaluate")
+        f"{k} {v:.1f} s"
+        for k, v in sec.items()
+        if k not in ("make_target", "choose_currents", "fit_total", "evaluate")
     )
+    print(f"  fit currents {res['fit_currents']}; I_voltage {1e9 * res['i_voltage']:.4g} nA")
     print(
         f"  scl_t {res['scl_t']:.4g}; fit {sec['fit_total']:.1f} s ({stages}); "
-        f"make_target {sec['make_target']:.1f} s, evaluation {sec['evaluate']:.1f} s"
+        f"make_target {sec['make_target']:.1f} s, choosing the currents {sec['choose_currents']:.1f} s, "
+        f"evaluation {sec['evaluate']:.1f} s"
     )
     head = f"  {'I':>5}  {'':8}  {'HH':>3} | {'NNLS-rounded chip':^32} | {'fitted chip':^32} |"
     sub = (
@@ -242,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "span_ms": cfg["span_ms"],
         "eval_n_save": cfg["report"]["n_save"],
         "seed": cfg["seed"] if args.seed is None else args.seed,
+        "fit_currents": cfg["currents"]["fit"],
     }
     if args.quick:
         settings["optimizer"].update(QUICK["optimizer"])
@@ -251,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fit acceptance{' (QUICK: tiny settings, not a measurement)' if args.quick else ''}")
     print(f"  chip {settings['chip']}; span {settings['span_ms']:g} ms; seed {settings['seed']}")
     print(f"  optimizer {settings['optimizer']}")
-    print(f"  fit currents {list(FIT_CURRENTS)}; evaluation currents {list(EVAL_CURRENTS)} (uA/cm^2)")
+    print(f"  fit currents {settings['fit_currents']!r}; evaluation currents {list(EVAL_CURRENTS)} (uA/cm^2)")
     criteria = f"count +-{COUNT_TOL}, rate error <= {RATE_TOL:.0%}, RMS timing <= {TIMING_TOL:.0%} of the ISI"
     print(f"  pass: {criteria}")
     results, failed = [], []
@@ -290,7 +308,6 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "quick": args.quick,
             "settings": settings,
-            "fit_currents": list(FIT_CURRENTS),
             "eval_currents": list(EVAL_CURRENTS),
             "criteria": {
                 "count_tol": COUNT_TOL,

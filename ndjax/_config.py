@@ -76,7 +76,7 @@ so the validated config is complete and can be written back
     scl_v = 3.0                  # voltage scale, 0 < scl_v <= 10
 
     [chip]
-    i_voltage = 200e-9           # A, 50e-9..400e-9
+    i_voltage = "auto"           # A, 50e-9..400e-9, or "auto": 200e-9 x scl_v/3 (clipped to that range)
     i_master = 150e-9            # A, 50e-9..400e-9
     v_ref = 0.9                  # V, 0..1.8
     i_ref = 100e-9               # A (recorded; no effect on the equations)
@@ -84,7 +84,7 @@ so the validated config is complete and can be written back
     speedup = "conductance"      # > 0: chip speed over FitND's time scale, "conductance" or "auto"
 
     [currents]                   # uA/cm^2, constant, from rest; each in -100..200, no duplicates
-    fit = [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]
+    fit = "auto"                 # or a list; "auto": from the target's HH F-I curve (auto_currents)
     evaluate = [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0]   # >= 3 currents not in fit
 
     [optimizer]                  # ndjax._e2e.fit_words keywords; each defaults to fit_words's default
@@ -421,7 +421,8 @@ class _Validator:
         if key.scalar_ok and len(shape) == 1 and _is_number(value):
             value = [value]
         if not isinstance(value, list):
-            self.error(path, f"expected an array of shape {_shape_text(shape)}, got {_got(value)}")
+            alt = " or " + " or ".join(map(repr, key.literals)) if key.literals else ""
+            self.error(path, f"expected an array of shape {_shape_text(shape)}{alt}, got {_got(value)}")
             return None
         got_shape = _nested_shape(value)
         if not _shape_matches(got_shape, shape):
@@ -881,8 +882,9 @@ register_kind(
 # ---------------------------------------------------------------------------------------------------
 # kind = "fit": integer words for an HH target (ndjax._e2e; SPEC 3)
 
-#: The issue's training and report currents (uA/cm^2): 2.5, 8, 12.5 and 17.5 are held out.
-#: Not 7.5: the guide's HH model starts firing repetitively there (from rest, one spike at
+#: The guide's training currents (what ``currents.fit = "auto"`` chooses for its model,
+#: ``ndjax._e2e.auto_currents``) and the issue's report currents (uA/cm^2): 2.5, 8, 12.5 and
+#: 17.5 are held out. Not 7.5: the guide's HH model starts firing repetitively there (from rest, one spike at
 #: 7.25, a first ISI of 44 ms at 7.4, 30 ms at 7.5, 17 ms at 7.6), so its spike times ask
 #: the chip to match the onset to a few hundredths of a uA/cm^2; 7.75 (first ISI 16.7 ms,
 #: then 15.7) pins the onset below 8 without that (experiments/FIT_RESULTS.md).
@@ -915,6 +917,15 @@ def _duplicates(name: str, currents: list[float]) -> Iterable[tuple[str, str]]:
 
 def _check_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
     fit, evaluate = values["fit"], values["evaluate"]
+    if fit == "auto":  # chosen from the target at run time; the runner checks the held-out count then
+        yield from _duplicates("evaluate", evaluate)
+        if not any(x > 0 for x in evaluate):
+            yield (
+                "evaluate",
+                "expected a positive current when currents.fit = 'auto' (the largest one is the top"
+                f" of the automatic training currents), got {evaluate!r}",
+            )
+        return
     if not fit:
         yield "fit", "expected at least 1 training current, got an empty array"
     yield from _duplicates("fit", fit)
@@ -973,7 +984,12 @@ FIT_TARGET = Table(
 FIT_CHIP = Table(
     {
         "i_voltage": Key(
-            "float", 200e-9, "bias I_voltage, A (LSB of the reversal words)", ge=50e-9, le=400e-9
+            "float",
+            "auto",
+            "bias I_voltage, A (LSB of the reversal words); 'auto': 200 nA x scl_v/3, within 50-400 nA",
+            ge=50e-9,
+            le=400e-9,
+            literals=("auto",),
         ),
         "i_master": Key(
             "float", 150e-9, "bias I_master, A (LSB of the conductance and rate words)", ge=50e-9, le=400e-9
@@ -1003,11 +1019,13 @@ FIT_CURRENTS = Table(
     {
         "fit": Key(
             "array",
-            list(FIT_CURRENTS_DEFAULT),
-            "HH currents the fit trains on, uA/cm^2",
+            "auto",
+            "HH currents the fit trains on, uA/cm^2; 'auto': chosen from the target's HH F-I curve"
+            " up to the largest evaluate current (ndjax._e2e.auto_currents)",
             shape=(None,),
             ge=-100.0,
             le=200.0,
+            literals=("auto",),
         ),
         "evaluate": Key(
             "array",

@@ -367,8 +367,37 @@ def prepare_fit(cfg: dict) -> Callable[[RunDir], bool]:
             pairs = fit_targets(cfg["target"], ch)
     except (ValueError, TypeError, ZeroDivisionError) as err:
         raise ConfigError([("target", f"the classical fit (make_target) failed: {err}")]) from err
+    with warnings.catch_warnings(record=True) as caught_currents:
+        warnings.simplefilter("always")
+        fit_currents = resolve_fit_currents(cfg, pairs[0][0])
+    caught = [*caught, *caught_currents]
     notes = [str(w.message) for w in caught]
-    return functools.partial(_run_fit, cfg, pairs, notes)
+    return functools.partial(_run_fit, cfg, pairs, notes, fit_currents)
+
+
+def resolve_fit_currents(cfg: dict, target: Any) -> list[float]:
+    """``currents.fit``, with ``"auto"`` chosen from the target's HH F-I curve up to the largest
+    ``currents.evaluate`` (``ndjax._e2e.auto_currents``); at least ``MIN_HELD_OUT`` evaluation
+    currents must stay unseen (a :class:`ConfigError` otherwise)."""
+    from . import _e2e
+    from ._config import MIN_HELD_OUT
+
+    fit, evaluate = cfg["currents"]["fit"], cfg["currents"]["evaluate"]
+    if fit != "auto":
+        return list(fit)
+    chosen = list(_e2e.auto_currents(target, top=max(evaluate), t_hh_ms=cfg["span_ms"]))
+    held = [x for x in evaluate if not any(math.isclose(x, f, abs_tol=1e-9) for f in chosen)]
+    if len(held) < MIN_HELD_OUT:
+        raise ConfigError(
+            [
+                (
+                    "currents.evaluate",
+                    f"expected at least {MIN_HELD_OUT} currents not among the automatic training currents"
+                    f" {', '.join(f'{c:g}' for c in chosen)}, got {len(held)}",
+                )
+            ]
+        )
+    return chosen
 
 
 def _word_set_metrics(m: Any) -> dict:
@@ -420,7 +449,7 @@ def _fit_metrics(
     }
 
 
-def _run_fit(cfg: dict, pairs: list, notes: list[str], run: RunDir) -> bool:
+def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float], run: RunDir) -> bool:
     """Fit the words, write words.json, evaluate both word sets, write metrics and figures."""
     import numpy as np
 
@@ -430,8 +459,10 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], run: RunDir) -> bool:
     for note in notes:
         print(f"  note: {note}", flush=True)
     span, opt, rep = cfg["span_ms"], cfg["optimizer"], cfg["report"]
-    fit_currents, evaluate = cfg["currents"]["fit"], cfg["currents"]["evaluate"]
+    evaluate = cfg["currents"]["evaluate"]
     target, words0 = pairs[0]
+    if cfg["currents"]["fit"] == "auto":
+        print(f"  fit currents (auto, from the HH F-I curve): {', '.join(f'{c:g}' for c in fit_currents)}")
     if len(pairs) > 1:
         print(f"  time scales tried by the calibration: {', '.join(f'{t.scl_t:.4g}' for t, _ in pairs)}")
     print(
@@ -488,6 +519,7 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], run: RunDir) -> bool:
     held = [not any(math.isclose(x, f, abs_tol=1e-9) for f in fit_currents) for x in evaluate]
 
     metrics = _fit_metrics(cfg, evaluate, held, m_nnls, m_fit, ok_fit, seconds)
+    metrics["fit_currents"] = [float(c) for c in fit_currents]
     metrics["history"] = {k: np.asarray(v, dtype=float).tolist() for k, v in outcome.history.items()}
     run.write_json("metrics.json", metrics)
     run.write_npz(

@@ -117,3 +117,37 @@ def test_training_at_the_guide_models_onset_warns():
     with pytest.warns(UserWarning, match=r"7\.5 uA/cm\^2 \(first ISI 1\.9x") as caught:
         E._prepare(target, [7.5, 7.75], 100.0, 1500)
     assert len(caught) == 1 and "7.75" not in str(caught[0].message)  # 7.75 is past the onset
+
+
+def test_auto_i_voltage_follows_scl_v_within_the_chip_range():
+    assert E.auto_i_voltage(3.0) == pytest.approx(200e-9, rel=1e-12)  # the guide's value at its scale
+    assert E.auto_i_voltage(2.0) == pytest.approx(200e-9 * 2 / 3, rel=1e-12)
+    assert E.auto_i_voltage(0.5) == 50e-9 and E.auto_i_voltage(9.0) == 400e-9  # the chip's range
+    auto, words = E.make_target(scl_v=2.0)
+    fixed, words200 = E.make_target(scl_v=2.0, i_voltage=200e-9)
+    assert auto.i_voltage == pytest.approx(200e-9 * 2 / 3, rel=1e-12) and fixed.i_voltage == 200e-9
+    # a smaller reversal LSB: the same voltages take 1.5x the words
+    np.testing.assert_allclose(words.e_rev, 1.5 * words200.e_rev, rtol=1e-12)
+    with pytest.raises(ValueError, match="i_voltage must be a current in A or 'auto', got 'fast'"):
+        E.make_target(i_voltage="fast")
+
+
+@pytest.mark.slow
+def test_auto_currents_follow_the_targets_onset():
+    from ndjax._config import FIT_CURRENTS_DEFAULT
+
+    guide, _ = E.make_target()
+    # onset 7.5 (first ISI 1.9x the later ones), clean from 7.75: the set measured on the guide
+    assert E.auto_currents(guide) == FIT_CURRENTS_DEFAULT == (0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0)
+    leak, _ = E.make_target(gl=0.45)
+    # onset 9.75, first ISI over 1.3x the later ones up to 10.5: 10 (a knife edge) is left out,
+    assert E.auto_currents(leak) == (0.0, 5.0, 8.75, 10.75, 13.0, 15.0, 20.0)  # 13 replaces 10
+    # the band reaching the top: the top stays, the skeleton below the onset too
+    assert E.auto_currents(leak, top=10.0) == (0.0, 2.5, 5.0, 7.5, 9.25, 10.0)
+    silent, _ = E.make_target(gna=96.0, gk=45.0)  # fires once at every current up to 20
+    with pytest.warns(UserWarning, match="does not fire repetitively at 20 uA/cm"):
+        assert E.auto_currents(silent) == (0.0, 5.0, 10.0, 15.0, 20.0)
+    with pytest.raises(ValueError, match="expected top > 0"):
+        E.auto_currents(guide, top=0.0)
+    with pytest.raises(ValueError, match="fit_words: currents_ua must be a list of currents or 'auto'"):
+        E.fit_words(guide, _, "some", progress=None)

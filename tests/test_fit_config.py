@@ -51,6 +51,21 @@ BAD = {
     "I_master above 400 nA": (fit_config(chip={"i_master": 500e-9}), "chip.i_master", "in 5e-08..4e-07"),
     "I_master below 50 nA": (fit_config(chip={"i_master": 10e-9}), "chip.i_master", "in 5e-08..4e-07"),
     "I_voltage out of range": (fit_config(chip={"i_voltage": 1e-6}), "chip.i_voltage", "in 5e-08..4e-07"),
+    "I_voltage neither a current nor auto": (
+        fit_config(chip={"i_voltage": "high"}),
+        "chip.i_voltage",
+        "expected a number in 5e-08..4e-07 or 'auto', got string 'high'",
+    ),
+    "fit currents neither a list nor auto": (
+        fit_config(currents={"fit": "onset"}),
+        "currents.fit",
+        "expected an array of shape (n,) or 'auto', got string 'onset'",
+    ),
+    "auto fit currents without a positive evaluate current": (
+        fit_config(currents={"fit": "auto", "evaluate": [-5.0, 0.0]}),
+        "currents.evaluate",
+        "expected a positive current when currents.fit = 'auto'",
+    ),
     "V_ref above 1.8 V": (fit_config(chip={"v_ref": 2.0}), "chip.v_ref", "in 0..1.8"),
     "zero capacitance_scaling": (
         fit_config(chip={"capacitance_scaling": 0.0}),
@@ -105,7 +120,7 @@ def test_all_errors_reported_together():
         seed=-1,
         target={"gna": -1.0, "gNa": 120.0},
         chip={"i_master": 1e-6},
-        currents={"evaluate": [0.0, 5.0]},
+        currents={"fit": [0.0], "evaluate": [0.0, 5.0]},
         optimizer={"n_save": 5},
     )
     errors = errors_of(raw)
@@ -122,7 +137,9 @@ def test_all_errors_reported_together():
 
 def test_config_errors_stop_before_anything_runs(tmp_path):
     config = tmp_path / "bad.toml"
-    config.write_text('kind = "fit"\n[chip]\ni_master = 1e-6\n[currents]\nevaluate = [0.0, 2.5]\n')
+    config.write_text(
+        'kind = "fit"\n[chip]\ni_master = 1e-6\n[currents]\nfit = [0.0]\nevaluate = [0.0, 2.5]\n'
+    )
     out = tmp_path / "out"
     status, stdout, stderr = run_main(["run", config, "--out", out])
     assert status == 2 and not out.exists() and stdout == ""
@@ -142,7 +159,7 @@ def test_defaults_filled():
         "scl_v": 3.0,
     }
     assert cfg["chip"] == {
-        "i_voltage": 200e-9,
+        "i_voltage": "auto",
         "i_master": 150e-9,
         "v_ref": 0.9,
         "i_ref": 100e-9,
@@ -155,7 +172,7 @@ def test_defaults_filled():
         if key != "i_ref":
             assert sig[key].default == (None if value == "conductance" else value), key
     assert cfg["currents"] == {
-        "fit": [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0],
+        "fit": "auto",
         "evaluate": [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0],
     }
     # the optimizer follows fit_words's defaults, with their types
@@ -181,9 +198,9 @@ def test_fit_hh_is_valid_explicit_and_round_trips():
     assert raw == cfg  # every knob explicit
     assert cfg["kind"] == "fit" and cfg["span_ms"] == 100.0 and cfg["seed"] == 0
     assert cfg["target"]["scl_v"] == 3.0 and cfg["target"]["gna"] == 120.0
-    assert (cfg["chip"]["i_voltage"], cfg["chip"]["i_master"], cfg["chip"]["v_ref"]) == (200e-9, 150e-9, 0.9)
+    assert (cfg["chip"]["i_voltage"], cfg["chip"]["i_master"], cfg["chip"]["v_ref"]) == ("auto", 150e-9, 0.9)
     assert (cfg["chip"]["capacitance_scaling"], cfg["chip"]["speedup"]) == (0.03, "conductance")
-    assert cfg["currents"]["fit"] == [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]
+    assert cfg["currents"]["fit"] == "auto"
     assert cfg["currents"]["evaluate"] == [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0]
     text = dump_toml(cfg, header="as run")
     assert tomllib.loads(text) == cfg and validate_config(tomllib.loads(text)) == cfg
@@ -422,3 +439,19 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
     with np.load(out / "traces.npz") as npz:
         assert npz["v_hh"].shape == npz["v_chip_fitted"].shape == npz["v_chip_nnls"].shape == (4, 600)
         assert npz["ts_ms"][-1] == pytest.approx(20.0, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_auto_fit_currents_are_resolved_and_keep_three_held_out():
+    target, _ = _e2e.make_target()
+    cfg = validate_config(fit_config())
+    assert _runner.resolve_fit_currents(cfg, target) == [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]
+    explicit = validate_config(fit_config(currents={"fit": [1.0, 2.0]}))
+    assert _runner.resolve_fit_currents(explicit, target) == [1.0, 2.0]
+    crowded = validate_config(fit_config(currents={"evaluate": [0.0, 2.5, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]}))
+    with pytest.raises(ConfigError) as info:
+        _runner.resolve_fit_currents(crowded, target)
+    (path, message), *_ = info.value.errors
+    assert path == "currents.evaluate"
+    assert "at least 3 currents not among the automatic training currents 0, 5, 6.5" in message
+    assert message.endswith("got 1")

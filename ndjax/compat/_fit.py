@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _fit as F
-from .._config import FIT_CURRENTS_DEFAULT
 from ._models import HHModel, _x64
 
 __all__ = ["FitND"]
@@ -155,7 +154,7 @@ class FitND:
 
     def fit_end_to_end(
         self,
-        currents=FIT_CURRENTS_DEFAULT,
+        currents="auto",
         *,
         V_ref: float = 0.9,
         t_hh_ms: float = 100.0,
@@ -170,7 +169,9 @@ class FitND:
         and ``I_master``; the fitted chip has the ``capacitance_scaling`` given here.
 
         Args:
-            currents: model currents (uA/cm^2) the fit trains on.
+            currents: model currents (uA/cm^2) the fit trains on, or ``"auto"`` (the default):
+                chosen from the model's own F-I curve (:func:`ndjax._e2e.auto_currents`; for
+                the guide's model ``0, 5, 6.5, 7.75, 10, 15, 20``).
             V_ref: the chip's reference voltage.
             t_hh_ms: span of each current, ms of model time.
             capacitance_scaling: of the fitted chip (``None``: 0.03, the default of
