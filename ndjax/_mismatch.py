@@ -223,7 +223,9 @@ def _spike_stats(ts, v, threshold, hysteresis):
     mask = spike_mask(v, threshold, hysteresis)
     count = jnp.sum(mask)
     t_first, t_last = _first_last(ts, v, mask, threshold)
-    rate = jnp.where(count >= 2, (count - 1) / jnp.maximum(t_last - t_first, 1e-300), 0.0)
+    # a safe denominator where there is no rate, so that its gradient is 0 there, not NaN
+    span = jnp.where(count >= 2, t_last - t_first, 1.0)
+    rate = jnp.where(count >= 2, (count - 1) / jnp.maximum(span, 1e-300), 0.0)
     return count, rate
 
 

@@ -93,6 +93,28 @@ def test_optional_mismatch_sources_add_to_the_same_chips(ref):
     assert not np.allclose(r0.rate, r1.rate)
 
 
+def test_rate_gradient_is_finite_without_spikes_and_right_with_them():
+    """The rate is differentiable in the sampled voltage; below two spikes it is 0 with a zero
+    gradient (not NaN, which would poison an optimiser's state for every chip of a batch)."""
+    ts = jnp.linspace(0.0, 1e-3, 101)
+
+    def rate(v):
+        return M._spike_stats(ts, v, 0.9, 0.05)[1]
+
+    flat = jnp.full(101, 0.7)
+    one = flat.at[40].set(1.0)
+    two = one.at[60].set(0.95).at[61].set(0.95)
+    for v in (flat, one):
+        g = jax.grad(rate)(v)
+        assert float(rate(v)) == 0.0 and np.all(np.asarray(g) == 0.0)
+    g = np.asarray(jax.grad(rate)(two))
+    assert np.all(np.isfinite(g)) and np.count_nonzero(g) > 0
+    for i in np.flatnonzero(g):  # the samples bracketing the crossings: central differences
+        h = 1e-6
+        fd = (float(rate(two.at[i].add(h))) - float(rate(two.at[i].add(-h)))) / (2 * h)
+        assert g[i] == pytest.approx(fd, rel=1e-5)
+
+
 def test_kernel_matches_direct_solves(ref):
     """Counts and rates of the study kernel equal a plain simulate + spike_times per chip."""
     idx = np.arange(4)
