@@ -76,7 +76,8 @@ so the validated config is complete and can be written back
     scl_v = 3.0                  # voltage scale, 0 < scl_v <= 10
 
     [chip]
-    i_voltage = "auto"           # A, 50e-9..400e-9, or "auto": 200e-9 x scl_v/3 (clipped to that range)
+    i_voltage = "search"         # A, 50e-9..400e-9; "auto": 200e-9 x scl_v/3 (within that range);
+                                 # "search": that and 3/4 of it, screened by the calibration
     i_master = 150e-9            # A, 50e-9..400e-9
     v_ref = 0.9                  # V, 0..1.8
     i_ref = 100e-9               # A (recorded; no effect on the equations)
@@ -91,6 +92,7 @@ so the validated config is complete and can be written back
     es_generations = 30          # >= 0 (0: skip the calibration)
     es_population = 24           # >= 2
     es_sigma = 0.3               # > 0
+    es_screen = 10               # >= 0: generations per candidate before only the best goes on
     grad_steps = 100             # >= 0 (0: skip the gradient stage)
     learning_rate = 0.5          # > 0
     polish_sweeps = 30           # >= 0 (0: skip the integer polish)
@@ -985,11 +987,12 @@ FIT_CHIP = Table(
     {
         "i_voltage": Key(
             "float",
-            "auto",
-            "bias I_voltage, A (LSB of the reversal words); 'auto': 200 nA x scl_v/3, within 50-400 nA",
+            "search",
+            "bias I_voltage, A (LSB of the reversal words); 'auto': 200 nA x scl_v/3, within 50-400 nA;"
+            " 'search': that and 3/4 of it, screened by the calibration",
             ge=50e-9,
             le=400e-9,
-            literals=("auto",),
+            literals=("auto", "search"),
         ),
         "i_master": Key(
             "float", 150e-9, "bias I_master, A (LSB of the conductance and rate words)", ge=50e-9, le=400e-9
@@ -1084,6 +1087,14 @@ FIT_OPTIMIZER = Table(
             "calibration: independent CMA-ES runs side by side (the best is kept)",
             ge=1,
             le=1000,
+        ),
+        "es_screen": Key(
+            "int",
+            _fit_words_default("es_screen", int),
+            "calibration: with several candidates (chip.i_voltage = 'search', chip.speedup = 'auto'),"
+            " generations each before only the best goes on (0: every one calibrated fully)",
+            ge=0,
+            le=100_000,
         ),
         "grad_steps": Key(
             "int",
@@ -1333,6 +1344,13 @@ MISMATCH_COMPENSATION = Table(
         ),
         "robust_train_chips": Key(
             "int", 64, "robust: training chips (indices from 2^30)", ge=1, le=1_000_000
+        ),
+        "robust_space": Key(
+            "str",
+            "factors",
+            "robust: 'factors' ((1 + population) ES over 13 global factors of the words) or 'words' (CMA-ES"
+            " over all 48 words)",
+            choices=("factors", "words"),
         ),
         "robust_generations": Key("int", 20, "robust: evolution-strategy generations", ge=0, le=100_000),
         "robust_population": Key("int", 8, "robust: candidates per generation", ge=1, le=10_000),

@@ -40,7 +40,9 @@ diverges, one just below it, and an even skeleton from 0 to 20 uA/cm^2 without
 the knife-edge currents between those two. ``make_target``'s ``I_voltage``
 defaults to :func:`auto_i_voltage`, 200 nA x ``scl_v``/3: the guide's 200 nA at
 ``scl_v = 3``; at ``scl_v = 2`` the calibration never left a one-spike plateau
-with 200 nA.
+with 200 nA. :func:`make_targets` (what the runner uses) searches by default:
+that value and 3/4 of it, each calibrated for ``es_screen`` generations, the
+better one calibrated to the end (``scl_v = 2``: 6/8 at 133 nA, 8/8 at 100 nA).
 
 The objective weighs each current's spike-count difference, rate error and RMS
 spike-time error (over the HH ISI), with steep hinges just inside the
@@ -189,7 +191,10 @@ def make_target(
 
     if isinstance(i_voltage, str):
         if i_voltage != "auto":
-            raise ValueError(f"make_target: i_voltage must be a current in A or 'auto', got {i_voltage!r}")
+            raise ValueError(
+                f"make_target: i_voltage must be a current in A or 'auto', got {i_voltage!r}"
+                + (" ('search' gives several targets: make_targets)" if i_voltage == "search" else "")
+            )
         i_voltage = auto_i_voltage(scl_v)
     hh = HHModel(gna=gna, gk=gk, gl=gl, Ena=ena, Ek=ek, El=el, scl_v=scl_v, SI_units=True)
     fit = FitND(hh, capacitance_scaling=capacitance_scaling, I_voltage=i_voltage, I_master=i_master)
@@ -216,11 +221,26 @@ def make_target(
     return target, words
 
 
-def make_targets(speedup: float | str = "conductance", **kwargs) -> list[tuple[Target, NDWords]]:
-    """Time-scale candidates for :func:`fit_words`: ``speedup="auto"`` gives FitND's own
-    time scale and the one with the largest conductance word at 1023 (one pair if they
-    coincide); ``"conductance"`` only the latter; a number gives that one. Other arguments
-    as :func:`make_target`."""
+#: ``i_voltage="search"``: these multiples of :func:`auto_i_voltage` are screened by the calibration.
+I_VOLTAGE_SEARCH = (1.0, 0.75)
+
+
+def make_targets(
+    speedup: float | str = "conductance", i_voltage: float | str = "search", **kwargs
+) -> list[tuple[Target, NDWords]]:
+    """Candidates for :func:`fit_words` (the first, plus ``alternatives``).
+
+    ``speedup="auto"`` gives FitND's own time scale and the one with the largest
+    conductance word at 1023 (one pair if they coincide); ``"conductance"`` only the
+    latter; a number gives that one. ``i_voltage="search"`` (the default) gives each of
+    those at :func:`auto_i_voltage` and at 3/4 of it (``I_VOLTAGE_SEARCH``, within
+    50-400 nA), which the calibration screens (``fit_words``'s ``es_screen``); ``"auto"``
+    or a current gives one. Other arguments as :func:`make_target`."""
+    if isinstance(i_voltage, str) and i_voltage == "search":
+        base = auto_i_voltage(kwargs.get("scl_v", 3.0))
+        values = sorted({float(np.clip(base * f, 50e-9, 400e-9)) for f in I_VOLTAGE_SEARCH}, reverse=True)
+        return [p for v in values for p in make_targets(speedup=speedup, i_voltage=v, **kwargs)]
+    kwargs["i_voltage"] = i_voltage
     if speedup == "conductance":
         return [make_target(speedup=None, **kwargs)]
     if speedup != "auto":
@@ -714,6 +734,7 @@ def fit_words(
     es_population: int = 24,
     es_sigma: float = 0.12,
     es_restarts: int = 3,
+    es_screen: int = 10,
     grad_steps: int = 30,
     learning_rate: float = 1.0,
     grad_min_word: float = 8.0,
@@ -734,6 +755,9 @@ def fit_words(
         n_save: voltage samples per trace (spike times are interpolated between them).
         es_generations, es_population, es_sigma: calibration stage (``es_generations=0`` skips it).
         es_restarts: independent CMA-ES runs side by side (one vmap); the best is kept.
+        es_screen: with ``alternatives``, every candidate is calibrated for this many
+            generations first and only the best goes on to ``es_generations`` (0: each is
+            calibrated fully and the best kept).
         grad_steps, learning_rate: gradient stage (Adam; the rate is in LSBs per step).
         grad_min_word: only words of at least this many LSBs move in the gradient stage.
         polish_sweeps: at most this many sweeps of the integer polish (each evaluates
@@ -748,8 +772,9 @@ def fit_words(
             so the default is 1.
         seed: seeds the CMA-ES runs.
         progress: called with a one-line report now and then (``None``: silent).
-        alternatives: more ``(target, words0)`` pairs (other time scales of the same
-            model, see :func:`make_targets`); each is calibrated, and the one with the
+        alternatives: more ``(target, words0)`` pairs (other time scales or ``I_voltage``
+            values for the same model, see :func:`make_targets`); each is calibrated (for
+            ``es_screen`` generations, then only the best to the end), and the one with the
             best training score goes on to the later stages.
 
     Returns:
@@ -773,7 +798,16 @@ def fit_words(
     # 1. calibration: 13 global factors, CMA-ES on rounded words (per time-scale candidate)
     t0 = time.perf_counter()
 
-    def calibrate(target, words0, label):
+    class _Run(NamedTuple):
+        target: Target
+        words0: NDWords
+        data: _Data
+        es: CMAES
+        trace: list
+        score: Callable
+        label: str
+
+    def start_run(target, words0, label) -> _Run:
         data = _prepare(target, currents_ua, t_hh_ms, n_save)
         template = target.chip(words0)
 
@@ -785,34 +819,57 @@ def fit_words(
         # per seed
         es = CMAES(N_FACTORS, es_population, es_sigma, restarts=es_restarts, seed=seed)
         start = float(score_theta(jnp.zeros((1, N_FACTORS)))[0])
-        es.best[:], trace = start, [start]
+        es.best[:] = start
         say(f"[calibrate{label}] start: score {start:.3f} ({es_restarts} restarts)")
-        for gen in range(es_generations):
+        return _Run(target, words0, data, es, [start], score_theta, label)
+
+    def advance(run: _Run, until: int) -> float:
+        es = run.es
+        for gen in range(len(run.trace) - 1, until):
             cands = es.ask()
-            es.tell(cands, np.asarray(score_theta(jnp.asarray(cands.reshape(-1, N_FACTORS)))))
-            trace.append(float(es.best.min()))
-            if gen % 5 == 4 or gen == es_generations - 1:
+            es.tell(cands, np.asarray(run.score(jnp.asarray(cands.reshape(-1, N_FACTORS)))))
+            run.trace.append(float(es.best.min()))
+            if gen % 5 == 4 or gen == until - 1:
                 say(
-                    f"[calibrate{label}] generation {gen + 1}/{es_generations}: best score "
+                    f"[calibrate{run.label}] generation {gen + 1}/{es_generations}: best score "
                     f"{es.best.min():.3f} (runs: {', '.join(f'{b:.2f}' for b in es.best)})"
                 )
-        order = np.argsort(es.best, kind="stable")
-        runs = [(float(es.best[i]), _apply_factors(words0, jnp.asarray(es.best_x[i]))) for i in order]
-        return runs[0][0], runs, data, trace
+        return run.trace[-1]
 
     candidates = [(target, words0), *alternatives]
-    results = []
-    for tg, w0 in candidates:
-        label = f" scl_t={tg.scl_t:.2f}" if len(candidates) > 1 else ""
-        results.append((*calibrate(tg, w0, label), tg, _ints(w0)))
-    best_i = int(np.argmin([r[0] for r in results]))
-    _, runs, data, history["es"], target, nnls_words = results[best_i]
+    several = len(candidates) > 1
+
+    def label_of(tg):
+        return f" scl_t={tg.scl_t:.2f} I_voltage={1e9 * tg.i_voltage:.4g}nA" if several else ""
+
+    if several and 0 < es_screen < es_generations:
+        # screen: a few generations each, then only the best candidate goes on
+        cal = [start_run(tg, w0, label_of(tg)) for tg, w0 in candidates]
+        scores = [advance(r, es_screen) for r in cal]
+        best_i = int(np.argmin(scores))
+        say(f"[calibrate] screened after {es_screen} generations: kept{cal[best_i].label}")
+        advance(cal[best_i], es_generations)
+        scores[best_i] = cal[best_i].trace[-1]
+    else:
+        cal = []
+        for tg, w0 in candidates:
+            cal.append(start_run(tg, w0, label_of(tg)))
+            advance(cal[-1], es_generations)
+        scores = [r.trace[-1] for r in cal]
+        best_i = int(np.argmin(scores))
+    kept = cal[best_i]
+    es = kept.es
+    order = np.argsort(es.best, kind="stable")
+    runs = [(float(es.best[i]), _apply_factors(kept.words0, jnp.asarray(es.best_x[i]))) for i in order]
+    data, history["es"], target, nnls_words = kept.data, kept.trace, kept.target, _ints(kept.words0)
     words = runs[0][1]
-    if len(candidates) > 1:
-        history["time_scales"] = [[r[4].scl_t, r[0]] for r in results]
+    if several:
+        history["candidates"] = [
+            [r.target.scl_t, r.target.i_voltage, s] for r, s in zip(cal, scores, strict=True)
+        ]
         say(
-            f"[calibrate] kept scl_t={target.scl_t:.2f} (scores: "
-            + ", ".join(f"{r[4].scl_t:.2f}: {r[0]:.3f}" for r in results)
+            f"[calibrate] kept{kept.label} (scores: "
+            + ", ".join(f"{r.label.strip()}: {s:.3f}" for r, s in zip(cal, scores, strict=True))
             + ")"
         )
     seconds["calibrate"] = time.perf_counter() - t0

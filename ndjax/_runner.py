@@ -464,7 +464,8 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
     if cfg["currents"]["fit"] == "auto":
         print(f"  fit currents (auto, from the HH F-I curve): {', '.join(f'{c:g}' for c in fit_currents)}")
     if len(pairs) > 1:
-        print(f"  time scales tried by the calibration: {', '.join(f'{t.scl_t:.4g}' for t, _ in pairs)}")
+        tried = ", ".join(f"scl_t {t.scl_t:.4g} at I_voltage {1e9 * t.i_voltage:.4g} nA" for t, _ in pairs)
+        print(f"  candidates screened by the calibration: {tried}")
     print(
         f"  target: scl_v {target.scl_v:g}, chip {target.scl_t:.4g} x faster than SI HH, "
         f"V_mean {target.v_mean:.4g} V -> V_ref {target.v_ref:g} V; {len(fit_currents)} fit currents, "
@@ -559,9 +560,9 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
     }
     fig = plot.plot_fi_curves(evaluate, rates, held_out=held_out, title=f"{cfg['name']}: F-I curves")
     run.save_figure("fi_curve.png", fig, dpi=dpi)
-    # objective traces only ("time_scales" holds (scl_t, score) pairs and "polish_starts" each
-    # start's polish score per sweep; both are reported in metrics.json)
-    stages = {k: list(v) for k, v in outcome.history.items() if k not in ("time_scales", "polish_starts")}
+    # objective traces only ("candidates" holds (scl_t, I_voltage, score) of each calibrated
+    # candidate and "polish_starts" each start's polish score per sweep; both are in metrics.json)
+    stages = {k: list(v) for k, v in outcome.history.items() if k not in ("candidates", "polish_starts")}
     stage_seconds, ylabels = {}, {}
     for k in stages:
         name, ylabel = _FIT_STAGES.get(k, (k, "objective"))
@@ -1002,6 +1003,7 @@ def _run_mismatch(
                 population=comp["robust_population"],
                 es_sigma=comp["robust_sigma"],
                 rate_tol=_mismatch.ROBUST_RATE_TOL,
+                space=comp["robust_space"],
             ),
             retune_lr=comp["retune_learning_rate"],
             compensations=methods,

@@ -130,6 +130,14 @@ def test_auto_i_voltage_follows_scl_v_within_the_chip_range():
     np.testing.assert_allclose(words.e_rev, 1.5 * words200.e_rev, rtol=1e-12)
     with pytest.raises(ValueError, match="i_voltage must be a current in A or 'auto', got 'fast'"):
         E.make_target(i_voltage="fast")
+    with pytest.raises(ValueError, match="'search' gives several targets: make_targets"):
+        E.make_target(i_voltage="search")
+    # the search: the scl_v rule and 3/4 of it (within 50-400 nA), for each time scale
+    pairs = E.make_targets(scl_v=2.0)
+    assert [t.i_voltage for t, _ in pairs] == pytest.approx([200e-9 * 2 / 3, 100e-9], rel=1e-12)
+    np.testing.assert_allclose(pairs[0][1].e_rev, words.e_rev, rtol=1e-12)  # the first is the rule's
+    assert [t.i_voltage for t, _ in E.make_targets(scl_v=1.0)] == pytest.approx([200e-9 / 3, 50e-9])
+    assert [t.i_voltage for t, _ in E.make_targets(i_voltage="auto")] == pytest.approx([200e-9])
 
 
 @pytest.mark.slow

@@ -54,7 +54,7 @@ BAD = {
     "I_voltage neither a current nor auto": (
         fit_config(chip={"i_voltage": "high"}),
         "chip.i_voltage",
-        "expected a number in 5e-08..4e-07 or 'auto', got string 'high'",
+        "expected a number in 5e-08..4e-07 or 'auto' or 'search', got string 'high'",
     ),
     "fit currents neither a list nor auto": (
         fit_config(currents={"fit": "onset"}),
@@ -159,7 +159,7 @@ def test_defaults_filled():
         "scl_v": 3.0,
     }
     assert cfg["chip"] == {
-        "i_voltage": "auto",
+        "i_voltage": "search",
         "i_master": 150e-9,
         "v_ref": 0.9,
         "i_ref": 100e-9,
@@ -169,8 +169,10 @@ def test_defaults_filled():
     # make_target's own defaults, so an empty [target]/[chip] is make_target()
     sig = inspect.signature(_e2e.make_target).parameters
     for key, value in {**cfg["target"], **cfg["chip"]}.items():
-        if key != "i_ref":
+        if key not in ("i_ref", "i_voltage"):
             assert sig[key].default == (None if value == "conductance" else value), key
+    # the runner builds the candidates with make_targets, whose I_voltage default is the search
+    assert inspect.signature(_e2e.make_targets).parameters["i_voltage"].default == cfg["chip"]["i_voltage"]
     assert cfg["currents"] == {
         "fit": "auto",
         "evaluate": [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0],
@@ -198,7 +200,11 @@ def test_fit_hh_is_valid_explicit_and_round_trips():
     assert raw == cfg  # every knob explicit
     assert cfg["kind"] == "fit" and cfg["span_ms"] == 100.0 and cfg["seed"] == 0
     assert cfg["target"]["scl_v"] == 3.0 and cfg["target"]["gna"] == 120.0
-    assert (cfg["chip"]["i_voltage"], cfg["chip"]["i_master"], cfg["chip"]["v_ref"]) == ("auto", 150e-9, 0.9)
+    assert (cfg["chip"]["i_voltage"], cfg["chip"]["i_master"], cfg["chip"]["v_ref"]) == (
+        "search",
+        150e-9,
+        0.9,
+    )
     assert (cfg["chip"]["capacitance_scaling"], cfg["chip"]["speedup"]) == (0.03, "conductance")
     assert cfg["currents"]["fit"] == "auto"
     assert cfg["currents"]["evaluate"] == [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0]
@@ -352,9 +358,10 @@ fit = [10.0]
 evaluate = [0.0, 5.0, 10.0, 12.5]
 
 [optimizer]
-es_generations = 1
+es_generations = 2
 es_population = 4
 es_restarts = 1
+es_screen = 1
 grad_steps = 1
 polish_sweeps = 1
 polish_combine = 1
@@ -380,6 +387,8 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
     status, stdout, stderr = run_main(["run", config, "--out", out])
     assert status == 0, stderr
     assert "[calibrate]" in stdout and "[polish]" in stdout and "passed:" in stdout
+    # I_voltage "search": 200 and 150 nA screened for one generation, the better one kept
+    assert "screened after 1 generations: kept" in stdout and "I_voltage=150nA" in stdout
     for name in (
         "config.toml",
         "config.original.toml",
@@ -423,6 +432,10 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
     assert words["scl_t"] == pytest.approx(target.scl_t, rel=1e-12) and words["scl_v"] == 3.0
 
     metrics = json.loads((out / "metrics.json").read_text())
+    screened = metrics["history"]["candidates"]  # (scl_t, I_voltage, score) of each candidate
+    assert [c[1] for c in screened] == pytest.approx([200e-9, 150e-9])
+    kept = min(screened, key=lambda c: c[2])
+    assert words["I_voltage"] == pytest.approx(kept[1], rel=1e-12)
     rows = metrics["currents"]
     assert [r["current_ua_cm2"] for r in rows] == [0.0, 5.0, 10.0, 12.5]
     assert [r["used_by_fit"] for r in rows] == [False, False, True, False]
