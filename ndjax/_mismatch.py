@@ -1040,6 +1040,30 @@ def _robust_objective(count, rate, ref: Responses, tol: float) -> np.ndarray:
     return -frac + 0.1 * err.mean(axis=(-2, -1))
 
 
+#: Search spaces of :func:`robust_words`.
+ROBUST_SPACES = ("factors", "words")
+#: ``space="words"``: ``dg`` and ``dIb`` move as ``(w + WORD_OFFSET) exp(theta) - WORD_OFFSET`` (a zero
+#: word can grow, a large one moves in proportion), ``dErev`` as ``w + 40 theta``.
+WORD_OFFSET = 10.0
+
+
+def _robust_candidates(w0: NDWords, thetas, space: str) -> NDWords:
+    """Rounded candidate words (P, ...) for the parameters ``thetas`` (P, 13 or 48)."""
+    from ._e2e import _apply_factors, _quantize
+
+    if space == "factors":
+        return jax.vmap(lambda t: _quantize(_apply_factors(w0, t)))(jnp.asarray(thetas))
+    flat0 = _flat_words(w0)
+
+    def one(th):
+        g = (flat0[:3] + WORD_OFFSET) * jnp.exp(th[:3]) - WORD_OFFSET
+        e = flat0[3:6] + 40.0 * th[3:6]
+        ib = (flat0[6:] + WORD_OFFSET) * jnp.exp(th[6:]) - WORD_OFFSET
+        return _quantize(_unflat_words(jnp.concatenate([g, e, ib])))
+
+    return jax.vmap(one)(jnp.asarray(thetas))
+
+
 def robust_words(
     study: Study,
     ref: Responses,
@@ -1049,40 +1073,53 @@ def robust_words(
     population: int = 8,
     es_sigma: float = 0.1,
     rate_tol: float = 0.10,
+    space: str = "factors",
     progress: bool = False,
     **kw,
 ):
-    """One word set for every chip: a (1 + ``population``) evolution strategy over the 13 global
-    factors of the nominal words, maximising the fraction of ``n_train`` training chips (indices
+    """One word set for every chip, maximising the fraction of ``n_train`` training chips (indices
     from :data:`TRAIN_OFFSET`) whose rate is within ``rate_tol`` of the reference at every current.
+
+    ``space="factors"``: a (1 + ``population``) evolution strategy over the 13 global factors of
+    the nominal words (conductances, reversal shifts, rates). ``space="words"``: CMA-ES
+    (:class:`ndjax._cmaes.CMAES`, ``population`` candidates, step ``es_sigma``) over all 48 words
+    (see :data:`WORD_OFFSET`). Both are reproducible from the study's seed.
 
     Returns:
         ``(words, history)``: integer-valued :class:`NDWords` and the best objective per generation
         (minus the training fraction, plus a small tie-breaking term).
     """
-    from ._e2e import _apply_factors, _quantize
-
+    if space not in ROBUST_SPACES:
+        raise ValueError(f"space must be one of {ROBUST_SPACES}, got {space!r}")
     c = study.currents.size
     mm = chip_mismatch(study, TRAIN_OFFSET + np.arange(n_train))
     key = jax.random.fold_in(jax.random.key(study.seed), 0xC0B)
-
-    def words_of(thetas):
-        return jax.vmap(lambda t: _quantize(_apply_factors(study.words, t)))(jnp.asarray(thetas))
+    dim = 13 if space == "factors" else 48
 
     def evaluate(thetas):
         p = thetas.shape[0]
-        w = repeat_tree(words_of(thetas), n_train * c)
+        w = repeat_tree(_robust_candidates(study.words, thetas, space), n_train * c)
         m = tile_tree(repeat_tree(mm, c), p)
         r = run_jobs(study, w, m, np.tile(study.currents, p * n_train), **kw)
         return _robust_objective(r.count.reshape(p, n_train, c), r.rate.reshape(p, n_train, c), ref, rate_tol)
 
-    theta = np.zeros(13)
+    theta = np.zeros(dim)
     best = float(evaluate(theta[None])[0])
     history = [best]
+    es = None
+    if space == "words":
+        from ._cmaes import CMAES
+
+        es = CMAES(dim, max(population, 2), es_sigma, restarts=1, seed=study.seed)
     for g in range(generations):
-        eps = np.asarray(jax.random.normal(jax.random.fold_in(key, g), (population, 13)))
-        cands = theta[None] + es_sigma * eps
+        if es is None:
+            eps = np.asarray(jax.random.normal(jax.random.fold_in(key, g), (population, dim)))
+            cands = theta[None] + es_sigma * eps
+        else:
+            cands = es.ask()[0]
         scores = evaluate(cands)
+        if es is not None:
+            es.tell(cands[None], scores[None])
         j = int(np.argmin(scores))
         if scores[j] < best:
             best, theta = float(scores[j]), cands[j]
@@ -1093,5 +1130,5 @@ def robust_words(
                 f"(minus the fraction of chips within {rate_tol:.0%}, plus 0.1 x their capped rate error)",
                 flush=True,
             )
-    words = jax.tree.map(lambda x: x[0], words_of(theta[None]))
+    words = jax.tree.map(lambda x: x[0], _robust_candidates(study.words, theta[None], space))
     return words, np.asarray(history)

@@ -315,6 +315,13 @@ def test_quickstart_is_valid_and_explicit():
     assert (nd["type"], nd["t1"], nd["x0"]) == ("neurodyn", 0.02, [0.7, 0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_experiment_config_validates(path):
+    """The shipped configs stay valid as keys are added or renamed."""
+    cfg = load_config(path)
+    assert cfg["kind"] in _config.KINDS and cfg["name"] == path.stem
+
+
 def test_a_new_kind_plugs_in_without_touching_the_validator(monkeypatch):
     fit = Table(
         {

@@ -202,6 +202,32 @@ def test_robust_words_start_from_the_nominal_words(ref):
     np.testing.assert_allclose(history, [-frac + 0.1 * err])
 
 
+def test_robust_word_search_moves_every_kind_of_word(ref):
+    """space="words": CMA-ES over all 48 words; candidates are integer words in range, a zero
+    weight can grow, and the search is reproducible."""
+    thetas = np.zeros((2, 48))
+    thetas[1] = 0.5
+    cands = M._robust_candidates(STUDY.words, thetas, "words")
+    for a, b in zip(
+        jax.tree.leaves(jax.tree.map(lambda x: x[0], cands)), jax.tree.leaves(STUDY.words), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)  # theta 0: the nominal words
+    moved = jax.tree.map(lambda x: np.asarray(x[1]), cands)
+    i_b0 = np.asarray(STUDY.words.i_b)
+    assert np.all(moved.i_b[i_b0 == 0] == 6)  # (0 + 10) e^0.5 - 10 = 6.49, rounded
+    assert np.all(moved.i_b <= 1023) and moved.g[0] == 1023  # clipped to the range
+    np.testing.assert_array_equal(moved.e_rev, np.asarray(STUDY.words.e_rev) + 20)
+    kw = dict(n_train=2, generations=2, population=3, space="words")
+    w1, h1 = M.robust_words(STUDY, ref, **kw)
+    w2, h2 = M.robust_words(STUDY, ref, **kw)
+    np.testing.assert_array_equal(h1, h2)
+    assert np.all(np.diff(h1) <= 0) and len(h1) == 3
+    for a, b in zip(jax.tree.leaves(w1), jax.tree.leaves(w2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="space"):
+        M.robust_words(STUDY, ref, space="word")
+
+
 def test_rebalance_candidates_ordered_by_change():
     c = M.rebalance_candidates(np.array([1023.0, 307.0, 3.0]), [0.9, 1.0, 1.1])
     np.testing.assert_array_equal(c[0], [1023, 307, 3])  # unchanged first
