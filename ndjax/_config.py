@@ -824,22 +824,28 @@ ND_SPIKES = Table(
     doc="spike detection",
 )
 
+#: Mismatch sources beyond SPEC 2 (ndjax.sample_mismatch's centre_sigma and kappa_sigma), off by
+#: default; shared by a simulated chip's [models.mismatch] and a study's [study].
+EXTRA_MISMATCH_KEYS = {
+    "centre_sigma": Key(
+        "float",
+        0.0,
+        "beyond SPEC 2: offsets of the 42 sigmoid centres, V (about 0.015 is physical; 0: off)",
+        ge=0,
+        le=1.8,
+    ),
+    "kappa_sigma": Key(
+        "float", 0.0, "beyond SPEC 2: relative spread of each sigmoid's kappa (0: off)", ge=0, le=1
+    ),
+}
+
 MISMATCH = Table(
     {
         "sigma": Key("float", 0.15, "relative spread of currents and conductances", ge=0),
         "exponent_sigma": Key(
             "array", list(EXPONENT_SIGMA), "spread of the gate powers p, q, r", shape=(3,), ge=0
         ),
-        "centre_sigma": Key(
-            "float",
-            0.0,
-            "beyond SPEC 2: offsets of the 42 sigmoid centres, V (about 0.015 is physical; 0: off)",
-            ge=0,
-            le=1.8,
-        ),
-        "kappa_sigma": Key(
-            "float", 0.0, "beyond SPEC 2: relative spread of each sigmoid's kappa (0: off)", ge=0, le=1
-        ),
+        **EXTRA_MISMATCH_KEYS,
         "seed": Key("int", Derived(_root_seed, "the top-level seed"), "key of the draw", ge=0, le=2**32 - 1),
     },
     doc="transistor mismatch: ndjax.sample_mismatch(jax.random.key(seed), sigma, exponent_sigma, ...)",
@@ -1283,16 +1289,7 @@ MISMATCH_STUDY = Table(
         "exponent_sigma": Key(
             "array", list(EXPONENT_SIGMA), "spread of the gate powers p, q, r", shape=(3,), ge=0, le=1
         ),
-        "centre_sigma": Key(
-            "float",
-            0.0,
-            "beyond SPEC 2: offsets of the 42 sigmoid centres, V (about 0.015 is physical; 0: off)",
-            ge=0,
-            le=1.8,
-        ),
-        "kappa_sigma": Key(
-            "float", 0.0, "beyond SPEC 2: relative spread of each sigmoid's kappa (0: off)", ge=0, le=1
-        ),
+        **EXTRA_MISMATCH_KEYS,
         "seed": Key(
             "int",
             Derived(_root_seed, "the top-level seed"),
