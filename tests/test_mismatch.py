@@ -98,6 +98,7 @@ def test_rate_gradient_is_finite_without_spikes_and_right_with_them():
     gradient (not NaN, which would poison an optimiser's state for every chip of a batch)."""
     ts = jnp.linspace(0.0, 1e-3, 101)
 
+    @jax.jit
     def rate(v):
         return M._spike_stats(ts, v, 0.9, 0.05)[1]
 
