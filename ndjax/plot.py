@@ -372,7 +372,8 @@ def plot_rate_histograms(
 
     Args:
         rates: label -> (N, C) rates in Hz (NaN: failed solve, left out), e.g.
-            ``{"uncompensated": ..., "offset": ...}``; drawn as overlaid step histograms.
+            ``{"uncompensated": ..., "offset": ...}``; the first is drawn filled in grey (so that
+            the others, overlaid as step histograms, cannot hide it), the others as steps.
         reference: (C,) reference rates (Hz); a current where it is 0 shows absolute rates.
         current_labels: (C,) panel titles.
         rate_tol: the band drawn around the reference.
@@ -383,16 +384,17 @@ def plot_rate_histograms(
     fig, axes = plt.subplots(1, c, figsize=(3.6 * c, 3.2), squeeze=False)
     for j, ax in enumerate(axes[0]):
         ref = reference[j]
-        for label, r in rates.items():
+        for k, (label, r) in enumerate(rates.items()):
             x = np.asarray(r, dtype=float)[:, j]
             x = x[np.isfinite(x)]
             if ref > 0:
                 x = x / ref
+            style = dict(histtype="stepfilled", color="0.55", alpha=0.45) if k == 0 else dict(histtype="step")
             if x.size:
                 lo, hi = (0.0, 2.0) if ref > 0 else (0.0, max(float(x.max()), 1.0))
-                ax.hist(np.clip(x, lo, hi), bins=40, range=(lo, hi), histtype="step", label=label)
+                ax.hist(np.clip(x, lo, hi), bins=40, range=(lo, hi), label=label, **style)
         if ref > 0:
-            ax.axvspan(1 - rate_tol, 1 + rate_tol, color="0.85", zorder=0)
+            ax.axvspan(1 - rate_tol, 1 + rate_tol, color="#d9f0d3", zorder=0)  # the "behaves" band
             ax.set_xlabel("rate / reference rate")
         else:
             ax.set_xlabel("rate (Hz); reference silent")
