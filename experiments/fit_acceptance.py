@@ -77,6 +77,7 @@ QUICK = {
         "grad_steps": 2,
         "polish_sweeps": 2,
         "n_save": 900,
+        "retries": 0,
     },
     "span_ms": 30.0,
     "eval_n_save": 900,

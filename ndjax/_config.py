@@ -1145,6 +1145,17 @@ FIT_OPTIMIZER = Table(
             ge=1,
             le=1000,
         ),
+        "retry_above": Key(
+            "float",
+            _fit_words_default("retry_above", float),
+            "fit again with the next seed when the final training score is above this (the better"
+            " fit is kept)",
+            ge=0,
+            le=1e12,
+        ),
+        "retries": Key(
+            "int", _fit_words_default("retries", int), "at most this many retries (0: none)", ge=0, le=100
+        ),
         "n_save": Key(
             "int",
             _fit_words_default("n_save", int),

@@ -561,8 +561,10 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
     fig = plot.plot_fi_curves(evaluate, rates, held_out=held_out, title=f"{cfg['name']}: F-I curves")
     run.save_figure("fi_curve.png", fig, dpi=dpi)
     # objective traces only ("candidates" holds (scl_t, I_voltage, score) of each calibrated
-    # candidate and "polish_starts" each start's polish score per sweep; both are in metrics.json)
-    stages = {k: list(v) for k, v in outcome.history.items() if k not in ("candidates", "polish_starts")}
+    # candidate, "polish_starts" each start's polish score per sweep and "attempts" the [seed, final
+    # score] of each attempt; all are in metrics.json)
+    skip = ("candidates", "polish_starts", "attempts")
+    stages = {k: list(v) for k, v in outcome.history.items() if k not in skip}
     stage_seconds, ylabels = {}, {}
     for k in stages:
         name, ylabel = _FIT_STAGES.get(k, (k, "objective"))

@@ -71,8 +71,13 @@ def test_target_mapping_is_the_spec_one():
 @pytest.mark.slow
 def test_short_fit_lowers_its_objective_and_returns_words_in_range():
     target, words0 = E.make_target()
+    # retry_above 0: the whole fit runs again with the next seed and the better one is kept
     out = E.fit_words(target, words0, [0.0, 10.0, 20.0], t_hh_ms=40.0, n_save=800, es_generations=4,
-                      es_population=8, grad_steps=3, polish_sweeps=2, progress=None)  # fmt: skip
+                      es_population=8, grad_steps=3, polish_sweeps=2, retry_above=0.0, retries=1,
+                      progress=None)  # fmt: skip
+    (seed0, score0), (seed1, score1) = out.history["attempts"]
+    assert (seed0, seed1) == (0, 1) and score0 != score1  # another seed, another fit
+    assert out.history["polish"][-1] == min(score0, score1)
     assert out.history["es"][-1] < out.history["es"][0]
     assert out.history["polish"][-1] <= out.history["es"][-1]
     assert all(np.isfinite(out.history["grad"]))
@@ -159,3 +164,5 @@ def test_auto_currents_follow_the_targets_onset():
         E.auto_currents(guide, top=0.0)
     with pytest.raises(ValueError, match="fit_words: currents_ua must be a list of currents or 'auto'"):
         E.fit_words(guide, _, "some", progress=None)
+    with pytest.raises(ValueError, match="retries >= 0"):
+        E.fit_words(guide, _, [0.0], retries=-1, progress=None)

@@ -365,6 +365,7 @@ es_screen = 1
 grad_steps = 1
 polish_sweeps = 1
 polish_combine = 1
+retries = 0
 n_save = 600
 
 [report]
