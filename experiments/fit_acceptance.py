@@ -67,6 +67,13 @@ TARGETS = {
     # sealed held-out targets: not run until the method (auto currents, I_voltage) was final
     "gk_high": ("gk 43.2 (+20%), gna 132 (+10%): repetitive firing from 11.5", {"gk": 43.2, "gna": 132.0}),
     "sclv275": ("HH defaults, scl_v = 2.75", {"scl_v": 2.75}),
+    # second sealed pair (2026-11-27, 03:20 UTC), added before the retry was measured and run once with
+    # the method as committed then; chosen only by an HH check: repetitive at >= 4 evaluation currents
+    "gna_gl_low": (
+        "gna 108 (-10%), gl 0.2 (-33%): one spike up to 8, repetitive from 10",
+        {"gna": 108.0, "gl": 0.2},
+    ),
+    "sclv35": ("HH defaults, scl_v = 3.5", {"scl_v": 3.5}),
 }
 DEFAULT_TARGETS = "guide,conductances,sclv25"
 
