@@ -60,14 +60,9 @@ def make_study(words=None) -> M.Study:
 
 
 def rates(study: M.Study, words: M.NDWords, mismatch: Mismatch, n: int) -> np.ndarray:
-    """(n, C) rates of n chips (words broadcast to every chip when unbatched)."""
-    c = CURRENTS.size
-    if np.ndim(words.g) == 1:
-        words = M.broadcast_words(words, n * c)
-    else:
-        words = M.repeat_tree(words, c)
-    r = M.run_jobs(study, words, M.repeat_tree(mismatch, c), np.tile(CURRENTS, n))
-    return np.where(r.count >= 0, r.rate, np.nan).reshape(n, c)
+    """(n, C) rates of n chips with the same words (NaN where a solve failed)."""
+    r = M.responses_grid(study, M.broadcast_words(words, n), mismatch)
+    return np.where(r.count >= 0, r.rate, np.nan)[:, 0]
 
 
 def within(rate: np.ndarray, ref: M.Responses) -> np.ndarray:
