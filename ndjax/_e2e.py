@@ -410,22 +410,33 @@ def onset_currents(currents_ua, times, counts, ratio: float = ONSET_ISI_RATIO) -
     Returns:
         ``(current, first ISI / mean later ISI)`` for each such current (needs 3 spikes).
     """
-    out = []
-    for c, t, n in zip(currents_ua, np.asarray(times), np.asarray(counts), strict=True):
-        if n >= 3:
-            r = float((t[1] - t[0]) / np.mean(np.diff(t[1:n])))
-            if r > ratio:
-                out.append((float(c), r))
-    return out
+    r = _first_isi_ratios(times, counts)
+    return [(float(c), float(x)) for c, x in zip(currents_ua, r, strict=True) if np.isfinite(x) and x > ratio]
+
+
+def _first_isi_ratios(times, counts) -> np.ndarray:
+    """First ISI over the mean of the later ones, per row of spike times; inf below 3 spikes."""
+    return np.array(
+        [
+            (t[1] - t[0]) / np.mean(np.diff(t[1:n])) if n >= 3 else np.inf
+            for t, n in zip(np.asarray(times), np.asarray(counts), strict=True)
+        ]  # fmt: skip
+    )
+
+
+def _hh_crossings(target: Target, currents_ua, ts) -> tuple[np.ndarray, np.ndarray]:
+    """The mapped HH target from rest at each current: spike times on the chip's time axis ``ts``
+    (padded rows of :data:`MAX_SPIKES`) and counts."""
+    i0 = np.asarray(currents_ua, dtype=float) * 1e-6
+    v_hh, _ = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
+    th, nh = jax.vmap(lambda v: crossing_times(ts, v, target.threshold, target.hysteresis, MAX_SPIKES))(v_hh)
+    return np.asarray(th), np.asarray(nh)
 
 
 def _hh_spikes(target: Target, currents_ua, t_hh_ms: float, n_save: int) -> tuple[np.ndarray, np.ndarray]:
     """HH spike times (ms of HH time, padded rows of :data:`MAX_SPIKES`) and counts from rest."""
-    i0 = np.asarray(currents_ua, dtype=float) * 1e-6
-    ts = np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save)
-    v_hh, _ = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
-    th, nh = jax.vmap(lambda v: crossing_times(ts, v, target.threshold, target.hysteresis, MAX_SPIKES))(v_hh)
-    return np.asarray(th) * target.scl_t * 1e3, np.asarray(nh)
+    th, nh = _hh_crossings(target, currents_ua, np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save))
+    return th * target.scl_t * 1e3, nh
 
 
 def auto_currents(
@@ -487,11 +498,7 @@ def auto_currents(
             stacklevel=2,
         )
         return tuple(float(c) for c in skeleton)
-    first_ratio = np.full(len(grid), np.inf)
-    for i, (t, n) in enumerate(zip(times, counts, strict=True)):
-        if n >= 3:
-            first_ratio[i] = (t[1] - t[0]) / np.mean(np.diff(t[1:n]))
-    clean = first_ratio <= ratio
+    clean = _first_isi_ratios(times, counts) <= ratio
 
     def lowest_tail(ok: np.ndarray) -> int:  # first index from which ok holds to the top
         bad = np.flatnonzero(~ok)
@@ -536,9 +543,7 @@ def _prepare(
 ) -> _Data:
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
     ts = np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save)
-    v_hh, _ = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
-    th, nh = jax.vmap(lambda v: crossing_times(ts, v, target.threshold, target.hysteresis, MAX_SPIKES))(v_hh)
-    th, nh = np.asarray(th), np.asarray(nh)
+    th, nh = _hh_crossings(target, currents_ua, ts)
     isis = [np.mean(np.diff(t[:n])) for t, n in zip(th, nh, strict=True) if n >= 2]
     ref = float(np.mean(isis)) if isis else float(ts[-1])
     isi = np.array([np.mean(np.diff(t[:n])) if n >= 2 else ref for t, n in zip(th, nh, strict=True)])
