@@ -74,6 +74,13 @@ TARGETS = {
         {"gna": 108.0, "gl": 0.2},
     ),
     "sclv35": ("HH defaults, scl_v = 3.5", {"scl_v": 3.5}),
+    # third sealed pair (2026-11-27, 04:35 UTC), added before any chip was fitted to them, while the
+    # subthreshold term was being tried on gk_high; rule fixed beforehand: the first two of
+    # (gk -20%, gna +25%, gk +25%) that fire repetitively from rest somewhere in 0-20 uA/cm^2 (HH check
+    # only; gk +25% fires repetitively only from 19.75 and was the third). Both start at 2.25-2.5, an
+    # evaluation current, with no long first ISI (ratio <= 1.3 everywhere).
+    "gk_low": ("gk 28.8 (-20%): repetitive firing from 2.25", {"gk": 28.8}),
+    "gna_high": ("gna 150 (+25%): repetitive firing from 2.5", {"gna": 150.0}),
 }
 DEFAULT_TARGETS = "guide,conductances,sclv25"
 
