@@ -1156,6 +1156,14 @@ FIT_OPTIMIZER = Table(
         "retries": Key(
             "int", _fit_words_default("retries", int), "at most this many retries (0: none)", ge=0, le=100
         ),
+        "sub_weight": Key(
+            "float",
+            _fit_words_default("sub_weight", float),
+            "weight of the subthreshold term: where HH rests after one spike, the RMS voltage"
+            " difference after it, over the threshold (0: off)",
+            ge=0,
+            le=1e6,
+        ),
         "n_save": Key(
             "int",
             _fit_words_default("n_save", int),

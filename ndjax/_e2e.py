@@ -390,7 +390,13 @@ class _Data(NamedTuple):
     hysteresis: jax.Array
     rtol: jax.Array  # () chip solver tolerances during the search
     atol: jax.Array
+    vh: jax.Array  # (C, T) HH voltage (V, rest at 0)
+    quiet: jax.Array  # (C, T) 1 where the subthreshold term compares voltages, else 0
+    sub_weight: jax.Array  # () weight of that term in the score
 
+
+#: The subthreshold term compares voltages from this fraction of the reference ISI after HH's spike.
+QUIET_AFTER = 0.25
 
 #: A first inter-spike interval this many times the later ones marks a current at the onset.
 ONSET_ISI_RATIO = 1.3
@@ -424,13 +430,14 @@ def _first_isi_ratios(times, counts) -> np.ndarray:
     )
 
 
-def _hh_crossings(target: Target, currents_ua, ts) -> tuple[np.ndarray, np.ndarray]:
+def _hh_crossings(target: Target, currents_ua, ts, *, voltages: bool = False):
     """The mapped HH target from rest at each current: spike times on the chip's time axis ``ts``
-    (padded rows of :data:`MAX_SPIKES`) and counts."""
+    (padded rows of :data:`MAX_SPIKES`) and counts (and the voltages, if ``voltages``)."""
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
     v_hh, _ = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
     th, nh = jax.vmap(lambda v: crossing_times(ts, v, target.threshold, target.hysteresis, MAX_SPIKES))(v_hh)
-    return np.asarray(th), np.asarray(nh)
+    out = np.asarray(th), np.asarray(nh)
+    return (*out, np.asarray(v_hh)) if voltages else out
 
 
 def _hh_spikes(target: Target, currents_ua, t_hh_ms: float, n_save: int) -> tuple[np.ndarray, np.ndarray]:
@@ -540,12 +547,17 @@ def _prepare(
     n_save: int,
     rtol: float = SEARCH_RTOL,
     atol: float = SEARCH_ATOL,
+    sub_weight: float = 0.0,
 ) -> _Data:
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
     ts = np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save)
-    th, nh = _hh_crossings(target, currents_ua, ts)
+    th, nh, vh = _hh_crossings(target, currents_ua, ts, voltages=True)
     isis = [np.mean(np.diff(t[:n])) for t, n in zip(th, nh, strict=True) if n >= 2]
     ref = float(np.mean(isis)) if isis else float(ts[-1])
+    # the subthreshold term: where HH fires at most once, its voltage from a quarter of the
+    # reference ISI after that spike (or from the start, without one) to the end
+    start = np.where(nh >= 1, th[:, 0] + QUIET_AFTER * ref, 0.0)
+    quiet = ((nh <= 1)[:, None] & (ts[None, :] > start[:, None])).astype(float)
     isi = np.array([np.mean(np.diff(t[:n])) if n >= 2 else ref for t, n in zip(th, nh, strict=True)])
     rh = np.array([(n - 1) / (t[n - 1] - t[0]) if n >= 2 else 0.0 for t, n in zip(th, nh, strict=True)])
     edges = onset_currents(currents_ua, th, nh)
@@ -563,6 +575,7 @@ def _prepare(
         jnp.asarray(isi), jnp.asarray(rh), jnp.asarray([target.v_shift, 0.0, 0.0, 0.0]),
         jnp.asarray(target.v_shift), jnp.asarray(target.threshold), jnp.asarray(target.hysteresis),
         jnp.asarray(rtol, dtype=float), jnp.asarray(atol, dtype=float),
+        jnp.asarray(vh), jnp.asarray(quiet), jnp.asarray(sub_weight, dtype=float),
     )  # fmt: skip
 
 
@@ -575,7 +588,7 @@ def _chip_spikes(chip: NDChip, data: _Data):
 
 def _score(chip: NDChip, data: _Data) -> jax.Array:
     """Free-running mismatch (not differentiable): spike counts, rates and timing."""
-    _, ok, tc, nc = _chip_spikes(chip, data)
+    v, ok, tc, nc = _chip_spikes(chip, data)
     last = jnp.take_along_axis(tc, jnp.maximum(nc - 1, 0)[:, None], axis=1)[:, 0]
     rc = jnp.where(nc >= 2, (nc - 1) / jnp.maximum(last - tc[:, 0], 1e-12), 0.0)
     ref_rate = jnp.maximum(jnp.max(data.rh), 1e-12)
@@ -592,6 +605,11 @@ def _score(chip: NDChip, data: _Data) -> jax.Array:
     # put the effort on the currents that fail rather than on those already good
     per = jnp.abs(nc - data.nh) + 5.0 * timing + 50.0 * jax.nn.relu(timing - 0.04)
     per = per + jnp.where(repetitive, 10.0 * rate_err + 100.0 * jax.nn.relu(rate_err - 0.02), silent_err)
+    # where HH rests after one spike, its subthreshold oscillation (damping and frequency near the
+    # rest state) shapes where repetitive firing starts and how long the first ISI is above it
+    dv = (v - data.shift - data.vh) / data.threshold
+    sub = jnp.sqrt(jnp.sum(data.quiet * dv**2, axis=1) / jnp.maximum(jnp.sum(data.quiet, axis=1), 1.0))
+    per = per + data.sub_weight * sub
     return jnp.sum(jnp.where(ok, per, 100.0))
 
 
@@ -749,6 +767,7 @@ def fit_words(
     seed: int = 0,
     retry_above: float = 3.0,
     retries: int = 1,
+    sub_weight: float = 0.0,
     progress: Callable[[str], None] | None = print,
     alternatives: Sequence[tuple[Target, NDWords]] = (),
 ) -> FitOutcome:
@@ -783,6 +802,9 @@ def fit_words(
             better result is kept (``history["attempts"]``: ``[seed, final score]`` of each;
             the seconds add up). A final score above 3 has always meant a failed current,
             and another seed usually lands elsewhere (``experiments/FIT_RESULTS.md``).
+        sub_weight: weight of the subthreshold term of the objective: where HH fires at most
+            once, the RMS difference of the chip's and HH's voltages after that spike, over the
+            spike threshold (0: off).
         progress: called with a one-line report now and then (``None``: silent).
         alternatives: more ``(target, words0)`` pairs (other time scales or ``I_voltage``
             values for the same model, see :func:`make_targets`); each is calibrated (for
@@ -825,7 +847,7 @@ def fit_words(
         label: str
 
     def start_run(target, words0, label) -> _Run:
-        data = _prepare(target, currents_ua, t_hh_ms, n_save)
+        data = _prepare(target, currents_ua, t_hh_ms, n_save, sub_weight=sub_weight)
         template = target.chip(words0)
 
         def score_theta(thetas):

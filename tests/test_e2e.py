@@ -124,6 +124,28 @@ def test_training_at_the_guide_models_onset_warns():
     assert len(caught) == 1 and "7.75" not in str(caught[0].message)  # 7.75 is past the onset
 
 
+@pytest.mark.slow
+def test_subthreshold_term_adds_the_weighted_rms_voltage_difference_where_hh_rests():
+    target, words = E.make_target()
+    currents = [0.0, 5.0, 10.0]  # the guide's model: one spike, one spike, repetitive
+    d0 = E._prepare(target, currents, 30.0, 600)
+    d7 = E._prepare(target, currents, 30.0, 600, sub_weight=7.0)
+    ts, nh, th, quiet = (np.asarray(x) for x in (d7.ts, d7.nh, d7.th, d7.quiet))
+    assert nh.tolist()[:2] == [1, 1] and nh[2] >= 2
+    assert not quiet[2].any()  # repetitive: no subthreshold term
+    for row in (0, 1):  # from a quarter of the reference ISI after HH's spike to the end
+        on = np.flatnonzero(quiet[row])
+        assert on[-1] == len(ts) - 1 and np.all(np.diff(on) == 1)
+        assert ts[on[0] - 1] <= th[row, 0] + 0.25 * float(d7.isi[2]) < ts[on[0]]
+    chip = target.chip(E._quantize(words))
+    v = np.asarray(E._chip_spikes(chip, d7)[0])
+    dv = (v - float(d7.shift) - np.asarray(d7.vh)) / float(d7.threshold)
+    expected = sum(np.sqrt(np.mean(dv[r, quiet[r] > 0] ** 2)) for r in (0, 1))
+    gained = float(E._score(chip, d7) - E._score(chip, d0))
+    assert expected > 1e-3
+    assert gained == pytest.approx(7.0 * expected, rel=1e-9)
+
+
 def test_auto_i_voltage_follows_scl_v_within_the_chip_range():
     assert E.auto_i_voltage(3.0) == pytest.approx(200e-9, rel=1e-12)  # the guide's value at its scale
     assert E.auto_i_voltage(2.0) == pytest.approx(200e-9 * 2 / 3, rel=1e-12)
