@@ -15,6 +15,7 @@ The study of ``experiments/mismatch_1000.toml`` (SPEC 2's words, 20 ms of chip t
 Usage::
 
     python experiments/robust_limits.py [--chips 300] [--search G] [--space words|factors] [--train 64]
+                                        [--currents 0,0.2,0.5]
 
 Prints tables; exits 0 (a measurement).
 """
@@ -45,12 +46,12 @@ NAMES = (
 )
 
 
-def make_study(words=None) -> M.Study:
+def make_study(words=None, currents=CURRENTS) -> M.Study:
     chip = ndjax.nd_chip()
     return M.Study(
         words=chip.words if words is None else words,
         biases=chip.biases,
-        currents=CURRENTS,
+        currents=np.asarray(currents, dtype=float),
         ts=np.linspace(0.0, 20e-3, 1001),
         y0=np.array([0.7, 0.0, 0.0, 0.0]),
         threshold=0.82,
@@ -63,6 +64,11 @@ def rates(study: M.Study, words: M.NDWords, mismatch: Mismatch, n: int) -> np.nd
     """(n, C) rates of n chips with the same words (NaN where a solve failed)."""
     r = M.responses_grid(study, M.broadcast_words(words, n), mismatch)
     return np.where(r.count >= 0, r.rate, np.nan)[:, 0]
+
+
+def at(study: M.Study) -> str:
+    """``"0 / 0.2 / 0.5 nA"`` for the study's currents."""
+    return " / ".join(f"{c * 1e9:g}" for c in np.asarray(study.currents)) + " nA"
 
 
 def within(rate: np.ndarray, ref: M.Responses) -> np.ndarray:
@@ -81,10 +87,7 @@ def sources(study: M.Study, ref: M.Responses, n: int) -> None:
         "sigmoid weights only": Mismatch(one.g, one.e_rev, mm.i_b, zero),
     }
     print(f"\n1. Each source alone, {n} chips (chip i as in the study), rate within {TOL:.0%} of the nominal")
-    print(
-        "| mismatch | every current | at 0 / 0.2 / 0.5 nA | silent at 0 / 0.2 / 0.5 nA"
-        " | IQR of rate/nominal - 1 |"
-    )
+    print(f"| mismatch | every current | at {at(study)} | silent at {at(study)} | IQR of rate/nominal - 1 |")
     print("|---|---|---|---|---|")
     for name, m in rows.items():
         r = rates(study, study.words, m, n)
@@ -121,9 +124,10 @@ def sensitivities(study: M.Study, words: M.NDWords, label: str, h: float = 0.03,
         f"\n2. Linear sensitivity at the {label} words: sd of log(rate) per parameter"
         " (one sd of its mismatch)"
     )
-    print(f"   all 51 in quadrature, at 0 / 0.2 / 0.5 nA: {' / '.join(f'{x:.3f}' for x in total)}")
+    print(f"   all 51 in quadrature, at {at(study)}: {' / '.join(f'{x:.3f}' for x in total)}")
     print("   (80% of chips within 10% at one current needs about 0.078 if the spread were Gaussian)")
-    print("| parameter | 0 nA | 0.2 nA | 0.5 nA |\n|---|---|---|---|")
+    cols = at(study)[:-3].split(" / ")
+    print("| parameter | " + " | ".join(f"{c} nA" for c in cols) + " |\n|---|" + "---|" * len(cols))
     for i in np.argsort(-np.sum(s**2, axis=1))[:top]:
         print(f"| {NAMES[i]} | " + " | ".join(f"{x:+.3f}" for x in s[i]) + " |")
 
@@ -142,7 +146,7 @@ def search(study, ref, space: str, generations: int, n_train: int, n_test: int) 
     test = M.chip_mismatch(study, np.arange(n_test))
     print(f"\n3. robust_words(space={space!r}), {generations} generations on {n_train} training chips; "
           f"{n_test} study chips:")  # fmt: skip
-    print("| words | every current | at 0 / 0.2 / 0.5 nA |\n|---|---|---|")
+    print(f"| words | every current | at {at(study)} |\n|---|---|---|")
     for label, w in (("SPEC 2", study.words), (f"robust ({space})", best)):
         r = rates(study, w, test, n_test)
         ok = within(r, ref)
@@ -159,11 +163,14 @@ def main() -> None:
     ap.add_argument("--search", type=int, default=0, metavar="G", help="generations of robust_words")
     ap.add_argument("--space", choices=M.ROBUST_SPACES, default="words", help="robust_words's search space")
     ap.add_argument("--train", type=int, default=64)
+    ap.add_argument(
+        "--currents", default="0,0.2,0.5", help="study currents, nA, comma-separated (default: the study's)"
+    )
     args = ap.parse_args()
     start = time.perf_counter()
-    study = make_study()
+    study = make_study(currents=[float(c) * 1e-9 for c in args.currents.split(",")])
     ref = M.nominal_reference(study)
-    print(f"nominal chip: {ref.count.tolist()} spikes, {np.round(ref.rate).tolist()} Hz at 0, 0.2, 0.5 nA")
+    print(f"nominal chip: {ref.count.tolist()} spikes, {np.round(ref.rate).tolist()} Hz at {at(study)}")
     sources(study, ref, args.chips)
     sensitivities(study, study.words, "SPEC 2")
     if args.search:
