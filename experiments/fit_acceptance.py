@@ -87,6 +87,7 @@ DEFAULT_TARGETS = "guide,conductances,sclv25"
 QUICK = {
     "optimizer": {
         "es_generations": 2,
+        "es_extend": 0,
         "es_population": 6,
         "grad_steps": 2,
         "polish_sweeps": 2,

@@ -1102,6 +1102,28 @@ FIT_OPTIMIZER = Table(
             ge=0,
             le=100_000,
         ),
+        "es_extend": Key(
+            "int",
+            _fit_words_default("es_extend", int),
+            "calibration: generations per extension while the score stays above es_extend_above and"
+            " each extension lowers it by 5% (0: none)",
+            ge=0,
+            le=100_000,
+        ),
+        "es_extend_above": Key(
+            "float",
+            _fit_words_default("es_extend_above", float),
+            "calibration: extend while the best score is above this",
+            ge=0,
+            le=1e12,
+        ),
+        "es_extend_max": Key(
+            "float",
+            _fit_words_default("es_extend_max", float),
+            "calibration: the extensions add at most this many times es_generations",
+            ge=0,
+            le=1000,
+        ),
         "grad_steps": Key(
             "int",
             _fit_words_default("grad_steps", int),
@@ -1367,6 +1389,13 @@ MISMATCH_COMPENSATION = Table(
             "robust: 'factors' ((1 + population) ES over 13 global factors of the words) or 'words' (CMA-ES"
             " over all 48 words)",
             choices=("factors", "words"),
+        ),
+        "robust_search": Key(
+            "str",
+            "auto",
+            "robust: 'es' ((1 + population) evolution strategy, fixed step), 'cmaes' (CMA-ES, adapted step)"
+            " or 'auto' (es for the factors, cmaes for the words)",
+            choices=("auto", "es", "cmaes"),
         ),
         "robust_generations": Key("int", 20, "robust: evolution-strategy generations", ge=0, le=100_000),
         "robust_population": Key("int", 8, "robust: candidates per generation", ge=1, le=10_000),

@@ -72,9 +72,13 @@ def test_target_mapping_is_the_spec_one():
 def test_short_fit_lowers_its_objective_and_returns_words_in_range():
     target, words0 = E.make_target()
     # retry_above 0: the whole fit runs again with the next seed and the better one is kept
+    # es_extend_above 0: the calibration goes on by 2 generations while that gains 5%, to 8 at most
     out = E.fit_words(target, words0, [0.0, 10.0, 20.0], t_hh_ms=40.0, n_save=800, es_generations=4,
                       es_population=8, grad_steps=3, polish_sweeps=2, retry_above=0.0, retries=1,
-                      progress=None)  # fmt: skip
+                      es_extend=2, es_extend_above=0.0, es_extend_max=1.0, progress=None)  # fmt: skip
+    es = out.history["es"]
+    assert len(es) - 1 in (6, 8)
+    assert (es[6] > 0.95 * es[4]) == (len(es) - 1 == 6)  # stopped after an extension that gained < 5%
     (seed0, score0), (seed1, score1) = out.history["attempts"]
     assert (seed0, seed1) == (0, 1) and score0 != score1  # another seed, another fit
     assert out.history["polish"][-1] == min(score0, score1)

@@ -359,6 +359,7 @@ evaluate = [0.0, 5.0, 10.0, 12.5]
 
 [optimizer]
 es_generations = 2
+es_extend = 0
 es_population = 4
 es_restarts = 1
 es_screen = 1
