@@ -1040,8 +1040,9 @@ def _robust_objective(count, rate, ref: Responses, tol: float) -> np.ndarray:
     return -frac + 0.1 * err.mean(axis=(-2, -1))
 
 
-#: Search spaces of :func:`robust_words`.
+#: Search spaces and searches of :func:`robust_words`.
 ROBUST_SPACES = ("factors", "words")
+ROBUST_SEARCHES = ("auto", "es", "cmaes")
 #: ``space="words"``: ``dg`` and ``dIb`` move as ``(w + WORD_OFFSET) exp(theta) - WORD_OFFSET`` (a zero
 #: word can grow, a large one moves in proportion), ``dErev`` as ``w + 40 theta``.
 WORD_OFFSET = 10.0
@@ -1074,16 +1075,19 @@ def robust_words(
     es_sigma: float = 0.1,
     rate_tol: float = 0.10,
     space: str = "factors",
+    search: str = "auto",
     progress: bool = False,
     **kw,
 ):
     """One word set for every chip, maximising the fraction of ``n_train`` training chips (indices
     from :data:`TRAIN_OFFSET`) whose rate is within ``rate_tol`` of the reference at every current.
 
-    ``space="factors"``: a (1 + ``population``) evolution strategy over the 13 global factors of
-    the nominal words (conductances, reversal shifts, rates). ``space="words"``: CMA-ES
-    (:class:`ndjax._cmaes.CMAES`, ``population`` candidates, step ``es_sigma``) over all 48 words
-    (see :data:`WORD_OFFSET`). Both are reproducible from the study's seed.
+    ``space="factors"``: the 13 global factors of the nominal words (conductances, reversal
+    shifts, rates); ``space="words"``: all 48 words (see :data:`WORD_OFFSET`). ``search``: ``"es"``
+    a (1 + ``population``) evolution strategy with a fixed step ``es_sigma``, ``"cmaes"`` CMA-ES
+    (:class:`ndjax._cmaes.CMAES`, ``population`` candidates, initial step ``es_sigma``), ``"auto"``
+    the first for the factors and the second for the words. All are reproducible from the
+    study's seed.
 
     Returns:
         ``(words, history)``: integer-valued :class:`NDWords` and the best objective per generation
@@ -1091,6 +1095,8 @@ def robust_words(
     """
     if space not in ROBUST_SPACES:
         raise ValueError(f"space must be one of {ROBUST_SPACES}, got {space!r}")
+    if search not in ROBUST_SEARCHES:
+        raise ValueError(f"search must be one of {ROBUST_SEARCHES}, got {search!r}")
     c = study.currents.size
     mm = chip_mismatch(study, TRAIN_OFFSET + np.arange(n_train))
     key = jax.random.fold_in(jax.random.key(study.seed), 0xC0B)
@@ -1107,7 +1113,7 @@ def robust_words(
     best = float(evaluate(theta[None])[0])
     history = [best]
     es = None
-    if space == "words":
+    if search == "cmaes" or (search == "auto" and space == "words"):
         from ._cmaes import CMAES
 
         es = CMAES(dim, max(population, 2), es_sigma, restarts=1, seed=study.seed)

@@ -1006,6 +1006,7 @@ def _run_mismatch(
                 es_sigma=comp["robust_sigma"],
                 rate_tol=_mismatch.ROBUST_RATE_TOL,
                 space=comp["robust_space"],
+                search=comp["robust_search"],
             ),
             retune_lr=comp["retune_learning_rate"],
             compensations=methods,

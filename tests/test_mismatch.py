@@ -229,6 +229,33 @@ def test_robust_word_search_moves_every_kind_of_word(ref):
         M.robust_words(STUDY, ref, space="word")
 
 
+def test_robust_factor_search_can_use_cmaes(ref, monkeypatch):
+    """search="cmaes" runs CMA-ES over the 13 factors (search="auto" keeps the (1 + P) strategy
+    there); reproducible, and an unknown search is refused."""
+    from ndjax import _cmaes
+
+    made = []
+
+    class Spy(_cmaes.CMAES):
+        def __init__(self, dim, *args, **kwargs):
+            made.append(dim)
+            super().__init__(dim, *args, **kwargs)
+
+    monkeypatch.setattr(_cmaes, "CMAES", Spy)
+    kw = dict(n_train=2, generations=2, population=3)
+    w0, h0 = M.robust_words(STUDY, ref, **kw)
+    assert made == []  # factors, "auto": the (1 + P) evolution strategy
+    w1, h1 = M.robust_words(STUDY, ref, search="cmaes", **kw)
+    w2, h2 = M.robust_words(STUDY, ref, search="cmaes", **kw)
+    assert made == [13, 13]
+    np.testing.assert_array_equal(h1, h2)
+    assert np.all(np.diff(h1) <= 0) and len(h1) == 3 and h1[0] == h0[0]
+    for a, b in zip(jax.tree.leaves(w1), jax.tree.leaves(w2), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="search"):
+        M.robust_words(STUDY, ref, search="cma")
+
+
 def test_rebalance_candidates_ordered_by_change():
     c = M.rebalance_candidates(np.array([1023.0, 307.0, 3.0]), [0.9, 1.0, 1.1])
     np.testing.assert_array_equal(c[0], [1023, 307, 3])  # unchanged first
@@ -431,6 +458,7 @@ def test_runner_writes_results_and_resumes(tmp_path):
         ("[currents]\nvalues = []", "currents.values", "at least 1 current"),
         ("[currents]\nvalues = [1.0, 1.0]", "currents.values[1]", "duplicate"),
         ("[currents]\nunit = 'pA'", "currents.unit", "expected one of"),
+        ("[compensation]\nrobust_search = 'cma'", "compensation.robust_search", "expected one of"),
     ],
 )
 def test_config_errors(text, path, message):
