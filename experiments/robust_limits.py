@@ -15,6 +15,7 @@ The study of ``experiments/mismatch_1000.toml`` (SPEC 2's words, 20 ms of chip t
 Usage::
 
     python experiments/robust_limits.py [--chips 300] [--search G] [--space words|factors] [--train 64]
+                                        [--method auto|es|cmaes]
                                         [--currents 0,0.2,0.5]
 
 Prints tables; exits 0 (a measurement).
@@ -137,10 +138,16 @@ def sensitivities(study: M.Study, words: M.NDWords, label: str, h: float = 0.03,
 SEARCH = {"factors": dict(population=8, es_sigma=0.1), "words": dict(population=16, es_sigma=0.15)}
 
 
-def search(study, ref, space: str, generations: int, n_train: int, n_test: int) -> None:
+def search(study, ref, space: str, generations: int, n_train: int, n_test: int, method: str = "auto") -> None:
     start = time.perf_counter()
     best, _ = M.robust_words(
-        study, ref, n_train=n_train, generations=generations, space=space, progress=True, **SEARCH[space]
+        study,
+        ref,
+        n_train=n_train,
+        generations=generations,
+        space=space,
+        progress=True,
+        **(SEARCH[space] if method == "auto" else {**SEARCH["words"], "search": method, "es_sigma": 0.1}),
     )
     print(f"   search: {time.perf_counter() - start:.0f} s")
     test = M.chip_mismatch(study, np.arange(n_test))
@@ -162,6 +169,12 @@ def main() -> None:
     ap.add_argument("--chips", type=int, default=300)
     ap.add_argument("--search", type=int, default=0, metavar="G", help="generations of robust_words")
     ap.add_argument("--space", choices=M.ROBUST_SPACES, default="words", help="robust_words's search space")
+    ap.add_argument(
+        "--method",
+        choices=M.ROBUST_SEARCHES,
+        default="auto",
+        help="robust_words's search; 'es' or 'cmaes' with 16 candidates and step 0.1 in either space",
+    )
     ap.add_argument("--train", type=int, default=64)
     ap.add_argument(
         "--currents", default="0,0.2,0.5", help="study currents, nA, comma-separated (default: the study's)"
@@ -174,7 +187,7 @@ def main() -> None:
     sources(study, ref, args.chips)
     sensitivities(study, study.words, "SPEC 2")
     if args.search:
-        search(study, ref, args.space, args.search, args.train, args.chips)
+        search(study, ref, args.space, args.search, args.train, args.chips, args.method)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
