@@ -81,6 +81,12 @@ TARGETS = {
     # evaluation current, with no long first ISI (ratio <= 1.3 everywhere).
     "gk_low": ("gk 28.8 (-20%): repetitive firing from 2.25", {"gk": 28.8}),
     "gna_high": ("gna 150 (+25%): repetitive firing from 2.5", {"gna": 150.0}),
+    # fourth sealed pair (2026-11-27, 05:25 UTC), after the calibration's extension, before any chip fit
+    # to them; rule fixed with the list: the first two of (gna -25%, gl +30%, gna and gk -20%, gk and gna
+    # +30%) that fire repetitively at >= 4 evaluation currents (HH check only; gna -25% fires once
+    # everywhere)
+    "gl_high": ("gl 0.39 (+30%): repetitive firing from 9, first ISI long at 9-9.25", {"gl": 0.39}),
+    "gna_gk_low": ("gna 96, gk 28.8 (both -20%): repetitive firing from 6.75", {"gna": 96.0, "gk": 28.8}),
 }
 DEFAULT_TARGETS = "guide,conductances,sclv25"
 
