@@ -16,7 +16,9 @@ leave a chip that fires once and rests. The fit runs in three stages:
    trace loss has no gradient towards firing; a 13-dimensional search does
    not need one. The runs start at the NNLS words with a small step (0.12 in
    log-factor): the good basin is near them, and wider steps wander off to
-   chips that fire too slowly near the onset of repetitive firing.
+   chips that fire too slowly near the onset of repetitive firing. A
+   calibration still above a passing score after its generations and still
+   improving goes on, 50 generations at a time (``es_extend``).
 2. **Gradient stage (optax).** The relaxed words are rounded in the forward
    pass with a straight-through gradient and clipped to their ranges; Adam
    moves the words of at least ``grad_min_word`` LSBs (for them one LSB is a
