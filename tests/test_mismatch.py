@@ -256,6 +256,16 @@ def test_robust_factor_search_can_use_cmaes(ref, monkeypatch):
         M.robust_words(STUDY, ref, search="cma")
 
 
+def test_robust_config_choices_are_the_library_ones():
+    """The config schema spells the robust search spaces and searches out (it does not import
+    ndjax._mismatch); they must stay the ones robust_words accepts."""
+    from ndjax import _config
+
+    keys = _config.MISMATCH_COMPENSATION.fields
+    assert keys["robust_space"].choices == M.ROBUST_SPACES
+    assert keys["robust_search"].choices == M.ROBUST_SEARCHES
+
+
 def test_rebalance_candidates_ordered_by_change():
     c = M.rebalance_candidates(np.array([1023.0, 307.0, 3.0]), [0.9, 1.0, 1.1])
     np.testing.assert_array_equal(c[0], [1023, 307, 3])  # unchanged first
