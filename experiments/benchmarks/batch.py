@@ -8,8 +8,8 @@ SPEC 2 default words, x0 = [0.7, 0, 0, 0], I_app = 0, 20 ms of chip time, V save
 2. forward: the plain ``jax.vmap`` of ``ndjax.simulate`` (diffrax Tsit5, PID, rtol 1e-6: the
    library default) in chunks of 1,000, against the study kernel ``ndjax._mismatch.respond``
    (the same diffrax solve at rtol 1e-4, spike counts and rates computed on the device, blocks
-   of 512 jobs), as ms per chip; and a NumPy + scipy ``solve_ivp`` (RK45, rtol 1e-6) loop on a
-   few chips for the ratio the issue asks for;
+   of 512 jobs by default, ``--block``), as ms per chip; and a NumPy + scipy ``solve_ivp`` (RK45,
+   rtol 1e-6) loop on a few chips for the ratio the issue asks for;
 3. gradient: ``jax.vmap(jax.grad(loss))`` of a trace loss (mean squared distance of V to the
    nominal chip's V) with respect to all 48 words, at the library default (rtol 1e-6) and at the
    study's rtol 1e-4, as ms per chip.
@@ -17,7 +17,7 @@ SPEC 2 default words, x0 = [0.7, 0, 0, 0], I_app = 0, 20 ms of chip time, V save
 Usage::
 
     python experiments/benchmarks/batch.py [--chips 10000] [--base-chips 1000] [--grad-chips 1000]
-        [--sample 50] [--repeats 2] [--seed 0] [--quick]
+        [--sample 50] [--repeats 2] [--seed 0] [--block 512] [--grad-chunk 250] [--quick]
 
 Always exits 0: a missed target is printed as FAIL.
 """
@@ -142,6 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--scipy-chips", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--block", type=int, default=512, help="jobs per block of the study kernel (GPU: more)")
+    p.add_argument("--grad-chunk", type=int, default=250, help="chips per chunk of the cost-sorted gradient")
     p.add_argument("--quick", action="store_true", help="smoke test: 500 chips, 100 for the baselines")
     a = p.parse_args(argv)
     if a.quick:
@@ -151,7 +153,7 @@ def main(argv=None) -> int:
         print("  " + line)
     print(
         f"  problem         SPEC 2 default words, sigma {SIGMA}, x0 {Y0.tolist()}, I_app 0, 20 ms, "
-        f"V at {N_SAVE} points, seed {a.seed}",
+        f"V at {N_SAVE} points, seed {a.seed}; study blocks of {a.block}, gradient chunks of {a.grad_chunk}",
         flush=True,
     )
 
@@ -196,16 +198,19 @@ def main(argv=None) -> int:
     mm_k = take(a.chips)
     words_k = M.broadcast_words(fast.words, a.chips)
     t = time.perf_counter()
-    M.run_jobs(fast, M.broadcast_words(fast.words, 512), take(512), np.zeros(512))
+    nb = min(a.block, a.chips)
+    M.run_jobs(fast, M.broadcast_words(fast.words, nb), take(nb), np.zeros(nb), block=a.block)
     kern_compile = time.perf_counter() - t
-    res, kern_times = timed(lambda: M.run_jobs(fast, words_k, mm_k, np.zeros(a.chips)).count, a.repeats)
+    res, kern_times = timed(
+        lambda: M.run_jobs(fast, words_k, mm_k, np.zeros(a.chips), block=a.block).count, a.repeats
+    )
     kern_ms = statistics.median(kern_times) / a.chips * 1e3
     seg_study = dataclasses.replace(fast, segments=4)
     t = time.perf_counter()
-    M.run_jobs(seg_study, M.broadcast_words(fast.words, 512), take(512), np.zeros(512))
+    M.run_jobs(seg_study, M.broadcast_words(fast.words, nb), take(nb), np.zeros(nb), block=a.block)
     seg_compile = time.perf_counter() - t
     seg_res, seg_times = timed(
-        lambda: M.run_jobs(seg_study, words_k, mm_k, np.zeros(a.chips)).count, a.repeats
+        lambda: M.run_jobs(seg_study, words_k, mm_k, np.zeros(a.chips), block=a.block).count, a.repeats
     )
     seg_ms = statistics.median(seg_times) / a.chips * 1e3
     seg_same = int(np.sum(np.asarray(seg_res) == np.asarray(res)))
@@ -268,15 +273,15 @@ def main(argv=None) -> int:
         grads[name] = (statistics.median(times) / a.grad_chips * 1e3, comp, finite)
         outs[name] = out
     # the study's way: step counts from the kernel's forward pass (timed, included), chips in
-    # chunks of 250 of similar cost, every step checkpointed (4096: no recomputation)
+    # chunks of 250 (--grad-chunk) of similar cost, every step checkpointed (4096: no recomputation)
     sorted_grad = jax.grad(loss_fn(M.STUDY_RTOL, M.STUDY_ATOL, 4096))
 
     def grad_item(x):  # one function object: cost_sorted_map compiles once per function
         return sorted_grad(*x)
 
     def sorted_run():
-        steps = M.run_jobs(fast, words_g, mm_g, np.zeros(a.grad_chips)).steps
-        return M.cost_sorted_map(grad_item, (words_g, mm_g), steps, batch_size=250)
+        steps = M.run_jobs(fast, words_g, mm_g, np.zeros(a.grad_chips), block=a.block).steps
+        return M.cost_sorted_map(grad_item, (words_g, mm_g), steps, batch_size=a.grad_chunk)
 
     t = time.perf_counter()
     out = jax.block_until_ready(sorted_run())
