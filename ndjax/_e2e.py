@@ -39,7 +39,8 @@ The training currents default to ``"auto"``: :func:`auto_currents` reads the
 target's own HH F-I curve (cheap: one vmapped solve) and puts one current just
 above its onset of repetitive firing, outside the band where the first ISI
 diverges, one just below it, and an even skeleton from 0 to 20 uA/cm^2 without
-the knife-edge currents between those two. ``make_target``'s ``I_voltage``
+the knife-edge currents between those two; a gap of more than 2.5 uA/cm^2 above
+the onset, where the F-I curve is steepest, gets its middle too. ``make_target``'s ``I_voltage``
 defaults to :func:`auto_i_voltage`, 200 nA x ``scl_v``/3: the guide's 200 nA at
 ``scl_v = 3``; at ``scl_v = 2`` the calibration never left a one-spike plateau
 with 200 nA. :func:`make_targets` (what the runner uses) searches by default:
@@ -405,6 +406,9 @@ QUIET_AFTER = 0.25
 
 #: A first inter-spike interval this many times the later ones marks a current at the onset.
 ONSET_ISI_RATIO = 1.3
+#: A gap above ``I_clean`` wider than this fraction of the top current gets a training current at
+#: its middle (the F-I curve is steepest just above the onset).
+WIDE_GAP = 1 / 8
 
 
 def onset_currents(currents_ua, times, counts, ratio: float = ONSET_ISI_RATIO) -> list[tuple[float, float]]:
@@ -477,10 +481,13 @@ def auto_currents(
     those two (knife edges, whose spike times ask the chip to match the onset to a few
     hundredths of a uA/cm^2); a dropped skeleton current at or above the onset is replaced
     by one between ``I_clean`` and the next skeleton current, so the repetitive range keeps
-    its coverage. For the guide's model (onset 7.5, first ISI 1.9x the later ones there,
-    1.07x at 7.75) this is ``0, 5, 6.5, 7.75, 10, 15, 20``, the set measured on it
-    (``experiments/FIT_RESULTS.md``); with ``gl`` +50% (onset 9.75, long first ISI up to
-    10.5) ``0, 5, 8.75, 10.75, 13, 15, 20``.
+    its coverage. The F-I curve is steepest just above the onset: where the next current
+    above ``I_clean`` is more than ``top/8`` (:data:`WIDE_GAP`) away, their middle is added
+    too (``gk`` -20%: onset 2.25, ``0, 1.25, 2.25, 3.5, 5, 10, 15, 20``). For the guide's
+    model (onset 7.5, first ISI 1.9x the later ones there, 1.07x at 7.75) this is
+    ``0, 5, 6.5, 7.75, 10, 15, 20``, the set measured on it (``experiments/FIT_RESULTS.md``);
+    with ``gl`` +50% (onset 9.75, long first ISI up to 10.5) ``0, 5, 8.75, 10.75, 13, 15,
+    20``.
 
     Without repetitive firing at ``top`` the skeleton alone is returned, with a warning.
 
@@ -531,6 +538,12 @@ def auto_currents(
             mid = float(np.round((i_clean + (above[0] - i_clean) * k / (n_band + 1)) / step) * step)
             if i_clean < mid < above[0]:
                 chosen.append(mid)
+    # the F-I curve is steepest just above the onset: a wide gap there gets its middle too
+    nxt = min((c for c in chosen if c > i_clean + 1e-9), default=None)
+    if i_on > 0 and nxt is not None and nxt - i_clean > WIDE_GAP * top + 1e-9:
+        mid = float(np.round((i_clean + nxt) / 2 / step) * step)
+        if i_clean < mid < nxt:
+            chosen.append(mid)
     out: list[float] = []
     for c in sorted(chosen):
         if not out or not math.isclose(c, out[-1], abs_tol=1e-9):

@@ -183,6 +183,12 @@ def test_auto_currents_follow_the_targets_onset():
     assert E.auto_currents(leak) == (0.0, 5.0, 8.75, 10.75, 13.0, 15.0, 20.0)  # 13 replaces 10
     # the band reaching the top: the top stays, the skeleton below the onset too
     assert E.auto_currents(leak, top=10.0) == (0.0, 2.5, 5.0, 7.5, 9.25, 10.0)
+    # onset 2.25 (clean there), the next current 5 is more than top/8 above: their middle joins
+    gk_low, _ = E.make_target(gk=28.8)
+    assert E.auto_currents(gk_low) == (0.0, 1.25, 2.25, 3.5, 5.0, 10.0, 15.0, 20.0)
+    # repetitive from 0: no onset in the range, so no middle in the wide gap 0 -> 5
+    excitable, _ = E.make_target(gna=144.0, gk=27.0)
+    assert E.auto_currents(excitable) == (0.0, 5.0, 10.0, 15.0, 20.0)
     silent, _ = E.make_target(gna=96.0, gk=45.0)  # fires once at every current up to 20
     with pytest.warns(UserWarning, match="does not fire repetitively at 20 uA/cm"):
         assert E.auto_currents(silent) == (0.0, 5.0, 10.0, 15.0, 20.0)
