@@ -87,6 +87,9 @@ TARGETS = {
     # everywhere)
     "gl_high": ("gl 0.39 (+30%): repetitive firing from 9, first ISI long at 9-9.25", {"gl": 0.39}),
     "gna_gk_low": ("gna 96, gk 28.8 (both -20%): repetitive firing from 6.75", {"gna": 96.0, "gk": 28.8}),
+    # fifth sealed pair (2026-11-27, 06:16 UTC), after the wide-gap training current, before any chip
+    # fit to them; rule fixed with the list: the first two of (gk -10%; gna and gk +15%; gl -30%; el 0 mV;
+    # scl_v = 3.25) that fire repetitively at >= 4 evaluation currents (HH check only)
 }
 DEFAULT_TARGETS = "guide,conductances,sclv25"
 
