@@ -89,7 +89,10 @@ TARGETS = {
     "gna_gk_low": ("gna 96, gk 28.8 (both -20%): repetitive firing from 6.75", {"gna": 96.0, "gk": 28.8}),
     # fifth sealed pair (2026-11-27, 06:16 UTC), after the wide-gap training current, before any chip
     # fit to them; rule fixed with the list: the first two of (gk -10%; gna and gk +15%; gl -30%; el 0 mV;
-    # scl_v = 3.25) that fire repetitively at >= 4 evaluation currents (HH check only)
+    # scl_v = 3.25) that fire repetitively at >= 4 evaluation currents (HH check only: the first two do,
+    # at 6 and 5)
+    "gk_m10": ("gk 32.4 (-10%): repetitive firing from 4.5", {"gk": 32.4}),
+    "gna_gk_high": ("gna 138, gk 41.4 (both +15%): repetitive firing from 8", {"gna": 138.0, "gk": 41.4}),
 }
 DEFAULT_TARGETS = "guide,conductances,sclv25"
 
