@@ -95,6 +95,32 @@ def test_short_fit_lowers_its_objective_and_returns_words_in_range():
     assert len(out.nnls_words) == 3
 
 
+def test_compat_fit_end_to_end_maps_the_guides_objects_onto_the_fit():
+    from ndjax.compat import FitND, HHModel
+
+    # a model that is not the default, on its own time scale: the fit's target is the same model in
+    # classic units at scl_t 1, with FitND's biases; no stage runs, so the NNLS words come back rounded
+    hh = HHModel(gna=132, scl_v=2.5, scl_t=2.0, SI_units=True)
+    out = FitND(hh, I_voltage=150e-9).fit_end_to_end(
+        [0.0, 10.0, 20.0], t_hh_ms=40.0, n_save=800, es_generations=0, grad_steps=0, polish_sweeps=0,
+        retries=0, progress=None,
+    )  # fmt: skip
+    fit = out["outcome"]
+    target = fit.target
+    assert target.hh == pytest.approx(dict(gna=132.0, gk=36.0, gl=0.3, ena=120.0, ek=-12.0, el=10.6))
+    assert (target.scl_v, target.i_voltage, target.i_master, target.v_ref) == (2.5, 150e-9, 150e-9, 0.9)
+    assert out["capacitance_scaling"] == target.capacitance_scaling == 0.03
+    assert (out["scl_t"], out["scl_v"], out["I_voltage"], out["V_ref"]) == (target.scl_t, 2.5, 150e-9, 0.9)
+    for key, word in zip(("dg", "dErev", "dIb"), fit.words, strict=True):
+        np.testing.assert_array_equal(out[key], word)
+        assert out[key].dtype.kind == "i"
+    for word, nnls in zip(fit.words, fit.nnls_words, strict=True):
+        np.testing.assert_array_equal(word, np.round(nnls))
+    # the largest conductance word at full scale ("conductance" speed), the documented current mapping
+    assert out["dg"].max() == 1023
+    assert target.chip_current(1e-6) == pytest.approx(2.5 * target.scl_t * 4e-12 * 0.03)
+
+
 def test_polish_moves_are_distinct_in_range_single_word_steps():
     flat = np.zeros(48)
     flat[0], flat[1], flat[3], flat[6], flat[7] = 1023, 500, -1023, 20, 1  # dg, dErev, dIb
