@@ -108,6 +108,7 @@ QUICK = {
     },
     "span_ms": 30.0,
     "eval_n_save": 900,
+    "fi_grid": {"step": 5.0, "refine": 2.5},
 }
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "fit_hh.toml"
@@ -180,6 +181,10 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
     m_nnls = _e2e.evaluate_words(target, outcome.nnls_words, list(EVAL_CURRENTS), **kw)
     m_fit = _e2e.evaluate_words(target, outcome.words, list(EVAL_CURRENTS), **kw)
     t_eval = time.perf_counter() - t0
+    # where the failures sit: the onsets of repetitive firing of HH and the fitted chip, to 0.05
+    t0 = time.perf_counter()
+    fi = _e2e.fi_curve(target, outcome.words, top=max(EVAL_CURRENTS), **settings["fi_grid"], **kw)
+    t_fi = time.perf_counter() - t0
     rows = []
     for i0, mn, mf in zip(EVAL_CURRENTS, m_nnls, m_fit, strict=True):
         held = not any(math.isclose(i0, f, abs_tol=1e-9) for f in fit_currents)
@@ -207,8 +212,16 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
             **{k: round(float(v), 3) for k, v in outcome.seconds.items()},
             "fit_total": round(t_fit, 3),
             "evaluate": round(t_eval, 3),
+            "fi_curve": round(t_fi, 3),
         },
         "rows": rows,
+        "onset_ua_cm2": {"hh": _num(fi.hh_onset), "fitted": _num(fi.chip_onset)},
+        "fi_grid": settings["fi_grid"],
+        "fi_curve": {
+            "currents": fi.currents.tolist(),
+            "hh_rate_hz": fi.hh_rate.tolist(),
+            "fitted_rate_hz": fi.chip_rate.tolist(),
+        },
         "words": {k: w.tolist() for k, w in zip(("dg", "dErev", "dIb"), outcome.words, strict=True)},
         "nnls_words": {
             k: w.tolist() for k, w in zip(("dg", "dErev", "dIb"), outcome.nnls_words, strict=True)
@@ -221,7 +234,7 @@ def print_table(res: dict) -> None:
     stages = ", ".join(
         f"{k} {v:.1f} s"
         for k, v in sec.items()
-        if k not in ("make_target", "choose_currents", "fit_total", "evaluate")
+        if k not in ("make_target", "choose_currents", "fit_total", "evaluate", "fi_curve")
     )
     print(f"  fit currents {res['fit_currents']}; I_voltage {1e9 * res['i_voltage']:.4g} nA")
     print(
@@ -251,6 +264,12 @@ def print_table(res: dict) -> None:
     held_pass = sum(r["fitted"]["passed"] for r in held)
     nnls_pass = sum(r["nnls"]["passed"] for r in res["rows"])
     print(f"  passed: fitted {fit_pass}/{n} ({held_pass}/{len(held)} held out), NNLS-rounded {nnls_pass}/{n}")
+    on = res["onset_ua_cm2"]
+    show = lambda x: "none" if x is None else f"{x:g}"  # noqa: E731
+    print(
+        f"  onset of repetitive firing from rest: HH {show(on['hh'])}, fitted chip {show(on['fitted'])}"
+        f" uA/cm^2 (located to {res['fi_grid']['refine']:g}; fi_curve {res['seconds']['fi_curve']:.1f} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         "eval_n_save": cfg["report"]["n_save"],
         "seed": cfg["seed"] if args.seed is None else args.seed,
         "fit_currents": cfg["currents"]["fit"],
+        "fi_grid": {"step": 0.25, "refine": 0.05},
     }
     if args.quick:
+        settings["fi_grid"] = QUICK["fi_grid"]
         settings["optimizer"].update(QUICK["optimizer"])
         settings["span_ms"] = QUICK["span_ms"]
         settings["eval_n_save"] = QUICK["eval_n_save"]

@@ -101,6 +101,8 @@ so the validated config is complete and can be written back
     [report]
     n_save = 6000                # samples per trace of the evaluation
     trace_currents = [0.0, 5.0, 12.5, 20.0]   # default: 4 spread over evaluate; each in evaluate
+    fi_step = 0.25               # dense F-I curves from 0 to max(evaluate) (0: evaluate only)
+    fi_refine = 0.05             # onsets of repetitive firing located to this
     dpi = 120
 
 The schema is declarative: a :class:`Table` maps each key to a :class:`Key`
@@ -971,6 +973,18 @@ def _check_report(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
         if not any(_same_current(x, e) for e in evaluate):
             yield f"trace_currents[{i}]", f"expected one of currents.evaluate, got {x!r}"
     yield from _duplicates("trace_currents", traces)
+    if values["fi_step"] > 0:
+        if values["fi_refine"] > values["fi_step"]:
+            yield (
+                "fi_refine",
+                f"expected at most fi_step = {values['fi_step']:g}, got {values['fi_refine']!r}",
+            )
+        top = max(evaluate, default=0.0)
+        if not values["fi_step"] <= top:
+            yield (
+                "fi_step",
+                f"expected at most the largest evaluation current ({top:g}), or 0 for no dense curve",
+            )
 
 
 FIT_TARGET = Table(
@@ -1207,6 +1221,22 @@ FIT_REPORT = Table(
             shape=(None,),
             ge=-100.0,
             le=200.0,
+        ),
+        "fi_step": Key(
+            "float",
+            0.25,
+            "grid of the dense F-I curves (HH, NNLS-rounded and fitted chip) in fi_curve.png and"
+            " metrics.json, uA/cm^2, from 0 to the largest evaluation current (0: only the evaluation"
+            " currents)",
+            ge=0,
+            le=100,
+        ),
+        "fi_refine": Key(
+            "float",
+            0.05,
+            "each onset of repetitive firing is located to this, uA/cm^2 (<= fi_step)",
+            gt=0,
+            le=100,
         ),
         "dpi": Key("int", 120, "resolution of the PNG files", ge=30, le=1200),
     },

@@ -93,6 +93,8 @@ __all__ = [
     "auto_i_voltage",
     "evaluate_words",
     "CurrentMetrics",
+    "FICurve",
+    "fi_curve",
 ]
 
 C_HH = 1e-6  # F/cm^2 (1 uF/cm^2)
@@ -373,6 +375,80 @@ def evaluate_words(
                for v, ok in zip(v_c, np.asarray(ok_c), strict=True)]  # fmt: skip
     metrics = compare_spikes(hh_ms, chip_ms, currents_ua)
     return (metrics, (ts_ms, v_hh, v_c)) if return_traces else metrics
+
+
+class FICurve(NamedTuple):
+    """The HH target's and a chip's F-I curves from rest on a grid, and their onsets."""
+
+    currents: np.ndarray  # (G,) uA/cm^2
+    hh_rate: np.ndarray  # (G,) Hz of HH time (0 below two spikes)
+    chip_rate: np.ndarray  # (G,)
+    hh_onset: float  # uA/cm^2: two spikes or more from here up to the top (nan: not at the top)
+    chip_onset: float
+
+
+def fi_curve(
+    target: Target, words, *, top: float = 20.0, step: float = 0.25, refine: float = 0.05,
+    t_hh_ms: float = 100.0, n_save: int = 4000,
+) -> FICurve:  # fmt: skip
+    """F-I curves of the HH target and of the chip with ``words``, from 0 to ``top``.
+
+    Both are simulated from rest at every grid current (:func:`evaluate_words`); each
+    onset of repetitive firing (the lowest current from which the model fires two
+    spikes or more at every grid current up to ``top``) is then located to ``refine``
+    on a second grid inside the last ``step`` below it. The onset is where a chip fitted
+    to HH is hardest to match: just above it HH's first ISI is long (it skips cycles
+    after its first spike), and the fit's remaining failures are there
+    (``experiments/FIT_RESULTS.md``).
+
+    Returns:
+        :class:`FICurve` (rates on the coarse grid; onsets refined).
+    """
+    for name, val in (("top", top), ("step", step), ("refine", refine)):
+        if not (math.isfinite(val) and val > 0):
+            raise ValueError(f"fi_curve: {name} must be > 0, got {val!r}")
+    if step > top or refine > step:
+        raise ValueError(f"fi_curve: expected refine <= step <= top, got {refine!r}, {step!r}, {top!r}")
+    grid = np.round(np.arange(0.0, top + step / 2, step) / step) * step
+    grid[-1] = top
+    m = evaluate_words(target, words, grid, t_hh_ms=t_hh_ms, n_save=n_save)
+    hh_n = np.array([x.hh_count for x in m])
+    chip_n = np.array([x.chip_count for x in m])
+
+    def coarse_onset(n: np.ndarray) -> int | None:  # index; None: not repetitive at the top
+        bad = np.flatnonzero(n < 2)
+        if len(bad) and bad[-1] == len(n) - 1:
+            return None
+        return 0 if len(bad) == 0 else int(bad[-1]) + 1
+
+    k_hh, k_chip = coarse_onset(hh_n), coarse_onset(chip_n)
+    fine = {}  # index -> refined grid below it
+    for k in {k for k in (k_hh, k_chip) if k}:
+        n_sub = max(1, int(round(step / refine)))
+        fine[k] = grid[k - 1] + (grid[k] - grid[k - 1]) * np.arange(1, n_sub) / n_sub
+    extra = np.concatenate(list(fine.values())) if fine else np.zeros(0)
+    sub = evaluate_words(target, words, extra, t_hh_ms=t_hh_ms, n_save=n_save) if len(extra) else []
+    counts = {float(c): (x.hh_count, x.chip_count) for c, x in zip(extra, sub, strict=True)}
+
+    def onset(k: int | None, which: int) -> float:
+        if k is None:
+            return math.nan
+        if k == 0:
+            return float(grid[0])
+        out = float(grid[k])
+        for c in fine[k][::-1]:  # from the top down: repetitive as long as it lasts
+            if counts[float(c)][which] < 2:
+                break
+            out = float(c)
+        return out
+
+    return FICurve(
+        currents=grid,
+        hh_rate=np.array([x.hh_rate for x in m]),
+        chip_rate=np.array([x.chip_rate for x in m]),
+        hh_onset=onset(k_hh, 0),
+        chip_onset=onset(k_chip, 1),
+    )
 
 
 # ---- the fit -------------------------------------------------------------------------------------

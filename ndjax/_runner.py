@@ -513,6 +513,28 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
         target, outcome.words, evaluate, t_hh_ms=span, n_save=rep["n_save"], return_traces=True
     )
     seconds["evaluate"] = time.perf_counter() - t0
+    fi = {}
+    if rep["fi_step"] > 0:
+        print(
+            f"  F-I curves from 0 to {max(evaluate):g} every {rep['fi_step']:g} uA/cm^2, onsets to "
+            f"{rep['fi_refine']:g}",
+            flush=True,
+        )
+        t0 = time.perf_counter()
+        grid = dict(top=max(evaluate), step=rep["fi_step"], refine=rep["fi_refine"], t_hh_ms=span)
+        fi = {
+            name: _e2e.fi_curve(target, w, **grid, n_save=rep["n_save"])
+            for name, w in (("nnls", outcome.nnls_words), ("fitted", outcome.words))
+        }
+        seconds["fi_curve"] = time.perf_counter() - t0
+        on = {"HH": fi["fitted"].hh_onset, "NNLS-rounded chip": fi["nnls"].chip_onset,
+              "fitted chip": fi["fitted"].chip_onset}  # fmt: skip
+        print(
+            "  onset of repetitive firing from rest: "
+            + ", ".join(f"{k} {v:g}" if math.isfinite(v) else f"{k} none" for k, v in on.items())
+            + " uA/cm^2",
+            flush=True,
+        )
     seconds["total"] = time.perf_counter() - start
     ts_ms, v_hh, v_nnls, v_fit = (np.asarray(x, dtype=float) for x in (ts_ms, v_hh, v_nnls, v_fit))
     ok_fit = [bool(np.all(np.isfinite(v))) for v in v_fit]
@@ -521,6 +543,20 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
 
     metrics = _fit_metrics(cfg, evaluate, held, m_nnls, m_fit, ok_fit, seconds)
     metrics["fit_currents"] = [float(c) for c in fit_currents]
+    if fi:
+        finite = lambda x: float(x) if math.isfinite(x) else None  # noqa: E731  (strict JSON)
+        metrics["fi_curve"] = {
+            "currents_ua_cm2": fi["fitted"].currents.tolist(),
+            "hh_rate_hz": fi["fitted"].hh_rate.tolist(),
+            "nnls_rate_hz": fi["nnls"].chip_rate.tolist(),
+            "fitted_rate_hz": fi["fitted"].chip_rate.tolist(),
+            "onset_ua_cm2": {
+                "hh": finite(fi["fitted"].hh_onset),
+                "nnls": finite(fi["nnls"].chip_onset),
+                "fitted": finite(fi["fitted"].chip_onset),
+            },
+            "onset_resolution_ua_cm2": rep["fi_refine"],
+        }
     metrics["history"] = {k: np.asarray(v, dtype=float).tolist() for k, v in outcome.history.items()}
     run.write_json("metrics.json", metrics)
     run.write_npz(
@@ -553,12 +589,17 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
         title=f"{cfg['name']}: HH vs fitted chip",
     )
     run.save_figure("traces.png", fig, dpi=dpi)
-    rates = {
-        "HH": [m.hh_rate for m in m_fit],
-        "chip, NNLS words rounded": [m.chip_rate for m in m_nnls],
-        "chip, fitted words": [m.chip_rate for m in m_fit],
-    }
-    fig = plot.plot_fi_curves(evaluate, rates, held_out=held_out, title=f"{cfg['name']}: F-I curves")
+    names = ("HH", "chip, NNLS words rounded", "chip, fitted words")
+    if fi:  # dense curves, markers at the evaluation currents, the onsets as vertical lines
+        f_fit, f_nnls = fi["fitted"], fi["nnls"]
+        rates = dict(zip(names, (f_fit.hh_rate, f_nnls.chip_rate, f_fit.chip_rate), strict=True))
+        onsets = dict(zip(names, (f_fit.hh_onset, f_nnls.chip_onset, f_fit.chip_onset), strict=True))
+        fig = plot.plot_fi_curves(f_fit.currents, rates, held_out=held_out, marks=evaluate, onsets=onsets,
+                                  title=f"{cfg['name']}: F-I curves")  # fmt: skip
+    else:
+        rates = dict(zip(names, ([m.hh_rate for m in m_fit], [m.chip_rate for m in m_nnls],
+                                 [m.chip_rate for m in m_fit]), strict=True))  # fmt: skip
+        fig = plot.plot_fi_curves(evaluate, rates, held_out=held_out, title=f"{cfg['name']}: F-I curves")
     run.save_figure("fi_curve.png", fig, dpi=dpi)
     # objective traces only ("candidates" holds (scl_t, I_voltage, score) of each calibrated
     # candidate, "polish_starts" each start's polish score per sweep and "attempts" the [seed, final

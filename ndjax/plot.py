@@ -268,11 +268,16 @@ def plot_fit_traces(
     return fig
 
 
+_ONSET_LS = (0, (7, 2, 1, 2))  # dash-dot, unlike any curve's style
+
+
 def plot_fi_curves(
     currents: ArrayLike,
     rates: Mapping[str, ArrayLike],
     *,
     held_out: Sequence[float] | None = None,
+    marks: Sequence[float] | None = None,
+    onsets: Mapping[str, float] | None = None,
     ylabel: str = "firing rate (Hz, HH time)",
     title: str | None = None,
 ) -> Figure:
@@ -282,6 +287,10 @@ def plot_fi_curves(
         currents: (C,) applied HH currents, uA/cm^2 (any order; drawn sorted).
         rates: model name -> (C,) firing rates (non-finite entries left out).
         held_out: currents the fit never saw: drawn with open markers.
+        marks: the currents that get markers (``None``: all of them), e.g. the evaluation
+            currents on a dense F-I curve.
+        onsets: model name (a key of ``rates``) -> its onset of repetitive firing, drawn as a
+            dash-dotted vertical line in the model's colour (non-finite entries left out).
         ylabel, title: axis label and figure title.
 
     Returns:
@@ -290,8 +299,13 @@ def plot_fi_curves(
     cur = np.atleast_1d(np.asarray(currents, dtype=float))
     if not rates:
         raise ValueError("plot_fi_curves needs at least one curve")
+    unknown = sorted(set(onsets or {}) - set(rates))
+    if unknown:
+        raise ValueError(f"plot_fi_curves: onsets for unknown curves {unknown}; curves are {list(rates)}")
     order = np.argsort(cur, kind="stable")
     held = _held_out_mask(cur, held_out)[order]
+    marked = np.ones(cur.shape, bool) if marks is None else _held_out_mask(cur, marks)
+    marked = marked[order]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
     styles = ("-", "--", ":", "-.")
@@ -303,9 +317,14 @@ def plot_fi_curves(
         good = np.isfinite(y)
         color = f"C{k}"
         ax.plot(x[good], y[good], ls=styles[k % len(styles)], color=color, lw=1.3, label=name)
-        ax.plot(x[good & ~held], y[good & ~held], "o", color=color, ms=5)
-        ax.plot(x[good & held], y[good & held], "o", mfc="white", mec=color, ms=6)
-    if held.any():
+        ax.plot(x[good & marked & ~held], y[good & marked & ~held], "o", color=color, ms=5)
+        ax.plot(x[good & marked & held], y[good & marked & held], "o", mfc="white", mec=color, ms=6)
+        onset = (onsets or {}).get(name, np.nan)
+        if np.isfinite(onset):
+            ax.axvline(onset, color=color, ls=_ONSET_LS, lw=0.9)
+    if onsets and any(np.isfinite(v) for v in onsets.values()):
+        ax.plot([], [], ls=_ONSET_LS, lw=0.9, color="0.3", label="onset of repetitive firing")
+    if (held & marked).any():
         ax.plot([], [], "o", mfc="white", mec="0.3", label="held-out current")
         ax.plot([], [], "o", color="0.3", label="fit current")
     ax.set_xlabel("applied current (uA/cm^2)")

@@ -176,6 +176,44 @@ def test_subthreshold_term_adds_the_weighted_rms_voltage_difference_where_hh_res
     assert gained == pytest.approx(7.0 * expected, rel=1e-9)
 
 
+def test_fi_curve_locates_each_onset_on_the_refined_grid(monkeypatch):
+    # counts from known thresholds: HH repetitive on an island at 3 and from 7.3 up; the chip from
+    # 12.12 up; a second chip not repetitive at the top
+    def fake(chip_from):
+        def evaluate(target, words, currents, **kw):
+            out = []
+            for c in np.asarray(currents, float):
+                hh = 5 if (c >= 7.3 - 1e-9 or abs(c - 3.0) < 1e-9) else 1
+                chip = 5 if c >= chip_from - 1e-9 else 1
+                out.append(
+                    E.CurrentMetrics(float(c), hh, chip, 10.0 * (hh > 1), 10.0 * (chip > 1), 0, 0, True)
+                )
+            return out
+
+        return evaluate
+
+    monkeypatch.setattr(E, "evaluate_words", fake(12.12))
+    fi = E.fi_curve(None, None, top=20.0, step=0.25, refine=0.05)
+    assert (fi.hh_onset, fi.chip_onset) == (pytest.approx(7.3), pytest.approx(12.15))
+    assert fi.currents.shape == fi.hh_rate.shape == (81,) and fi.hh_rate[12] == 10.0  # the island
+    monkeypatch.setattr(E, "evaluate_words", fake(25.0))
+    assert np.isnan(E.fi_curve(None, None, top=20.0).chip_onset)
+    with pytest.raises(ValueError, match="refine <= step <= top"):
+        E.fi_curve(None, None, step=0.25, refine=0.5)
+    with pytest.raises(ValueError, match="step must be > 0"):
+        E.fi_curve(None, None, step=float("nan"))
+
+
+def test_fi_curve_finds_the_guide_models_onset():
+    # from rest the guide's HH fires repetitively from 7.4-7.5 uA/cm^2 (auto_currents: 7.5 on its
+    # 0.25 grid, a first ISI of 44 ms at 7.4); the NNLS-rounded chip's rates are the chip's
+    target, words0 = E.make_target()
+    fi = E.fi_curve(target, words0, top=10.0, step=2.5, refine=0.125, n_save=1500)
+    assert 7.375 - 1e-9 <= fi.hh_onset <= 7.5 + 1e-9
+    assert list(fi.hh_rate > 0) == [False, False, False, True, True]
+    assert np.isnan(fi.chip_onset) == (fi.chip_rate[-1] == 0)
+
+
 def test_auto_i_voltage_follows_scl_v_within_the_chip_range():
     assert E.auto_i_voltage(3.0) == pytest.approx(200e-9, rel=1e-12)  # the guide's value at its scale
     assert E.auto_i_voltage(2.0) == pytest.approx(200e-9 * 2 / 3, rel=1e-12)

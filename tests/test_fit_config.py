@@ -99,6 +99,16 @@ BAD = {
         "optimizer.learning_rate",
         "> 0",
     ),
+    "onset resolution above the F-I grid": (
+        fit_config(report={"fi_step": 0.25, "fi_refine": 0.5}),
+        "report.fi_refine",
+        "at most fi_step = 0.25",
+    ),
+    "F-I grid wider than the currents": (
+        fit_config(currents={"fit": [5.0], "evaluate": [0.0, 2.5, 7.5, 10.0]}, report={"fi_step": 12.0}),
+        "report.fi_step",
+        "at most the largest evaluation current (10)",
+    ),
     "trace current not evaluated": (
         fit_config(report={"trace_currents": [2.5, 3.0]}),
         "report.trace_currents[1]",
@@ -182,7 +192,13 @@ def test_defaults_filled():
     for key, value in cfg["optimizer"].items():
         want = int if _config.FIT_OPTIMIZER.fields[key].type == "int" else float
         assert value == fit_sig[key].default and type(value) is want, key
-    assert cfg["report"] == {"n_save": 6000, "trace_currents": [0.0, 5.0, 12.5, 20.0], "dpi": 120}
+    assert cfg["report"] == {
+        "n_save": 6000,
+        "trace_currents": [0.0, 5.0, 12.5, 20.0],
+        "fi_step": 0.25,
+        "fi_refine": 0.05,
+        "dpi": 120,
+    }
     # trace currents: four spread over the sorted evaluation currents, or all of fewer
     few = validate_config(fit_config(currents={"fit": [5.0], "evaluate": [9.0, 1.0, 3.0]}))
     assert few["report"]["trace_currents"] == [1.0, 3.0, 9.0]
@@ -332,6 +348,25 @@ def test_fit_plots_check_their_inputs():
         plot.plot_fit_traces(t, [1.0, 2.0], np.zeros((2, 11)), np.zeros((1, 11)))
     with pytest.raises(ValueError, match=r"rates\['chip'\] must have shape"):
         plot.plot_fi_curves([0.0, 1.0], {"chip": [1.0]})
+    with pytest.raises(ValueError, match=r"onsets for unknown curves \['hh'\]"):
+        plot.plot_fi_curves([0.0, 1.0], {"chip": [0.0, 1.0]}, onsets={"hh": 0.5})
+    # a dense curve: markers only at the marked currents (open where held out), the onset a line
+    grid = np.linspace(0.0, 2.0, 9)
+    fig = plot.plot_fi_curves(grid, {"HH": grid, "chip": grid}, marks=[0.5, 1.0, 2.0], held_out=[1.0],
+                              onsets={"HH": 0.75, "chip": np.nan})  # fmt: skip
+    try:
+        (ax,) = fig.axes
+        filled = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_mfc() != "white"]
+        hollow = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_mfc() == "white"]
+        assert (
+            sum(len(ln.get_xdata()) for ln in filled) == 4 and sum(len(ln.get_xdata()) for ln in hollow) == 2
+        )
+        vlines = [
+            ln for ln in ax.lines if len(ln.get_xdata()) == 2 and ln.get_xdata()[0] == ln.get_xdata()[1]
+        ]
+        assert [float(ln.get_xdata()[0]) for ln in vlines] == [0.75]
+    finally:
+        plot.close(fig)
     fig = plot.plot_loss_history({"es": [3.0, 2.0], "grad": []}, seconds={"es": 1.5})
     try:
         left, right = fig.axes
@@ -372,6 +407,8 @@ n_save = 600
 [report]
 n_save = 600
 trace_currents = [0.0, 12.5]
+fi_step = 2.5
+fi_refine = 1.25
 """
 
 
@@ -448,7 +485,20 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
     s = metrics["summary"]
     assert s["n_currents"] == 4 and s["n_held_out"] == 3
     assert set(s["passed"]) == {"nnls", "fitted"}
-    assert {"calibrate", "gradient", "polish", "fit_total", "evaluate", "total"} <= set(s["seconds"])
+    assert {"calibrate", "gradient", "polish", "fit_total", "evaluate", "fi_curve", "total"} <= set(
+        s["seconds"]
+    )
+    # the dense F-I curves: on the 2.5 grid up to 12.5, equal to the report at its currents
+    fi = metrics["fi_curve"]
+    assert fi["currents_ua_cm2"] == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5] and fi["onset_resolution_ua_cm2"] == 1.25
+    at = [fi["currents_ua_cm2"].index(r["current_ua_cm2"]) for r in rows]
+    assert [fi["hh_rate_hz"][i] for i in at] == pytest.approx([r["hh_rate_hz"] for r in rows])
+    for which in ("nnls", "fitted"):
+        got = [fi[f"{which}_rate_hz"][i] for i in at]
+        assert got == pytest.approx([r[which]["chip_rate_hz"] for r in rows]), which
+        onset = fi["onset_ua_cm2"][which]
+        assert (onset is None) == (fi[f"{which}_rate_hz"][-1] == 0.0)
+    assert "onset of repetitive firing from rest: HH" in stdout
     assert all(math.isfinite(x) for x in metrics["history"]["es"])
 
     with np.load(out / "traces.npz") as npz:
