@@ -93,6 +93,11 @@ TARGETS = {
     # at 6 and 5)
     "gk_m10": ("gk 32.4 (-10%): repetitive firing from 4.5", {"gk": 32.4}),
     "gna_gk_high": ("gna 138, gk 41.4 (both +15%): repetitive firing from 8", {"gna": 138.0, "gk": 41.4}),
+    # sixth sealed pair (2026-11-27, 06:46 UTC), after the training current below the onset moved to one
+    # grid step under it, before any chip fit to them: the next two of the fifth pair's list that fire
+    # repetitively at >= 4 evaluation currents (gl -30%: 5; el 0 mV: 3, skipped; scl_v = 3.25: 5)
+    "gl_low": ("gl 0.21 (-30%): repetitive firing from 6", {"gl": 0.21}),
+    "sclv325": ("HH defaults, scl_v = 3.25", {"scl_v": 3.25}),
 }
 DEFAULT_TARGETS = "guide,conductances,sclv25"
 
