@@ -87,13 +87,13 @@ TARGETS = {
     # everywhere)
     "gl_high": ("gl 0.39 (+30%): repetitive firing from 9, first ISI long at 9-9.25", {"gl": 0.39}),
     "gna_gk_low": ("gna 96, gk 28.8 (both -20%): repetitive firing from 6.75", {"gna": 96.0, "gk": 28.8}),
-    # fifth sealed pair (2026-11-27, 06:16 UTC), after the wide-gap training current, before any chip
+    # fifth sealed pair (2026-11-27, 06:15 UTC), after the wide-gap training current, before any chip
     # fit to them; rule fixed with the list: the first two of (gk -10%; gna and gk +15%; gl -30%; el 0 mV;
     # scl_v = 3.25) that fire repetitively at >= 4 evaluation currents (HH check only: the first two do,
     # at 6 and 5)
     "gk_m10": ("gk 32.4 (-10%): repetitive firing from 4.5", {"gk": 32.4}),
     "gna_gk_high": ("gna 138, gk 41.4 (both +15%): repetitive firing from 8", {"gna": 138.0, "gk": 41.4}),
-    # sixth sealed pair (2026-11-27, 06:46 UTC), after the training current below the onset moved to one
+    # sixth sealed pair (2026-11-27, 06:41 UTC), after the training current below the onset moved to one
     # grid step under it, before any chip fit to them: the next two of the fifth pair's list that fire
     # repetitively at >= 4 evaluation currents (gl -30%: 5; el 0 mV: 3, skipped; scl_v = 3.25: 5)
     "gl_low": ("gl 0.21 (-30%): repetitive firing from 6", {"gl": 0.21}),

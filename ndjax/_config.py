@@ -897,8 +897,9 @@ register_kind(
 #: 17.5 are held out. Not 7.5: the guide's HH model starts firing repetitively there (from rest, one spike at
 #: 7.25, a first ISI of 44 ms at 7.4, 30 ms at 7.5, 17 ms at 7.6), so its spike times ask
 #: the chip to match the onset to a few hundredths of a uA/cm^2; 7.75 (first ISI 16.7 ms,
-#: then 15.7) pins the onset below 8 without that (experiments/FIT_RESULTS.md).
-FIT_CURRENTS_DEFAULT = (0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0)
+#: then 15.7) pins the onset from above without that, 7.25 (one spike) from below
+#: (experiments/FIT_RESULTS.md).
+FIT_CURRENTS_DEFAULT = (0.0, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0)
 EVALUATE_CURRENTS_DEFAULT = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)
 #: Fewest report currents the fit never saw.
 MIN_HELD_OUT = 3

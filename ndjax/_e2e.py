@@ -38,7 +38,7 @@ leave a chip that fires once and rests. The fit runs in three stages:
 The training currents default to ``"auto"``: :func:`auto_currents` reads the
 target's own HH F-I curve (cheap: one vmapped solve) and puts one current just
 above its onset of repetitive firing, outside the band where the first ISI
-diverges, one just below it, and an even skeleton from 0 to 20 uA/cm^2 without
+diverges, one just below the onset, and an even skeleton from 0 to 20 uA/cm^2 without
 the knife-edge currents between those two; a gap of more than 2.5 uA/cm^2 above
 the onset, where the F-I curve is steepest, gets its middle too. ``make_target``'s ``I_voltage``
 defaults to :func:`auto_i_voltage`, 200 nA x ``scl_v``/3: the guide's 200 nA at
@@ -552,18 +552,21 @@ def auto_currents(
       the band where the first ISI diverges, :func:`onset_currents`);
 
     and the currents are an even skeleton ``0, top/4, top/2, 3 top/4, top``, plus
-    ``I_clean`` (pins the chip's onset from above) and ``I_on - top/20`` (a current just
-    below the onset, where HH fires at most once), less the skeleton currents between
-    those two (knife edges, whose spike times ask the chip to match the onset to a few
-    hundredths of a uA/cm^2); a dropped skeleton current at or above the onset is replaced
-    by one between ``I_clean`` and the next skeleton current, so the repetitive range keeps
-    its coverage. The F-I curve is steepest just above the onset: where the next current
-    above ``I_clean`` is more than ``top/8`` (:data:`WIDE_GAP`) away, their middle is added
-    too (``gk`` -20%: onset 2.25, ``0, 1.25, 2.25, 3.5, 5, 10, 15, 20``). For the guide's
-    model (onset 7.5, first ISI 1.9x the later ones there, 1.07x at 7.75) this is
-    ``0, 5, 6.5, 7.75, 10, 15, 20``, the set measured on it (``experiments/FIT_RESULTS.md``);
-    with ``gl`` +50% (onset 9.75, long first ISI up to 10.5) ``0, 5, 8.75, 10.75, 13, 15,
-    20``.
+    ``I_clean`` (pins the chip's onset from above) and ``I_on - step`` (the grid current
+    just below the onset, where HH fires at most once: pins it from below), less the
+    skeleton currents between those two (knife edges, whose spike times ask the chip to
+    match the onset to a few hundredths of a uA/cm^2); a dropped skeleton current at or
+    above the onset is replaced by one between ``I_clean`` and the next skeleton current,
+    so the repetitive range keeps its coverage. The F-I curve is steepest just above the
+    onset: where the next current above ``I_clean`` is more than ``top/8``
+    (:data:`WIDE_GAP`) away, their middle is added too (``gk`` -20%: onset 2.25, ``0, 2,
+    2.25, 3.5, 5, 10, 15, 20``). For the guide's model (onset 7.5 on the grid, first ISI
+    1.9x the later ones there, 1.07x at 7.75) this is ``0, 5, 7.25, 7.75, 10, 15, 20``; with
+    ``gl`` +50% (onset 9.75, long first ISI up to 10.5) ``0, 5, 9.5, 10.75, 13, 15, 20``.
+    Until 2026-11-27 the current below was ``I_on - top/20`` (6.5 for the guide's model):
+    the fitted chips' onsets then fell anywhere between it and ``I_clean``, 0.65-0.85
+    uA/cm^2 below HH's for the guide's model and the ``scl_v`` targets
+    (``experiments/FIT_RESULTS.md``).
 
     Without repetitive firing at ``top`` the skeleton alone is returned, with a warning.
 
@@ -601,7 +604,7 @@ def auto_currents(
 
     i_on = grid[lowest_tail(rep)]
     i_clean = grid[min(lowest_tail(clean), len(grid) - 1)]
-    below = np.round((i_on - top / 20) / step) * step
+    below = i_on - step  # on the grid, and HH fires at most once there (i_on is the lowest)
     lo = below if below > 0 else -np.inf
     chosen = [c for c in skeleton if not lo < c < i_clean]
     chosen += [float(i_clean)] + ([float(below)] if below > 0 else [])

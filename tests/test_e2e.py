@@ -241,15 +241,15 @@ def test_auto_currents_follow_the_targets_onset():
 
     guide, _ = E.make_target()
     # onset 7.5 (first ISI 1.9x the later ones), clean from 7.75: the set measured on the guide
-    assert E.auto_currents(guide) == FIT_CURRENTS_DEFAULT == (0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0)
+    assert E.auto_currents(guide) == FIT_CURRENTS_DEFAULT == (0.0, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0)
     leak, _ = E.make_target(gl=0.45)
     # onset 9.75, first ISI over 1.3x the later ones up to 10.5: 10 (a knife edge) is left out,
-    assert E.auto_currents(leak) == (0.0, 5.0, 8.75, 10.75, 13.0, 15.0, 20.0)  # 13 replaces 10
+    assert E.auto_currents(leak) == (0.0, 5.0, 9.5, 10.75, 13.0, 15.0, 20.0)  # 13 replaces 10
     # the band reaching the top: the top stays, the skeleton below the onset too
-    assert E.auto_currents(leak, top=10.0) == (0.0, 2.5, 5.0, 7.5, 9.25, 10.0)
+    assert E.auto_currents(leak, top=10.0) == (0.0, 2.5, 5.0, 7.5, 9.5, 10.0)
     # onset 2.25 (clean there), the next current 5 is more than top/8 above: their middle joins
     gk_low, _ = E.make_target(gk=28.8)
-    assert E.auto_currents(gk_low) == (0.0, 1.25, 2.25, 3.5, 5.0, 10.0, 15.0, 20.0)
+    assert E.auto_currents(gk_low) == (0.0, 2.0, 2.25, 3.5, 5.0, 10.0, 15.0, 20.0)
     # repetitive from 0: no onset in the range, so no middle in the wide gap 0 -> 5
     excitable, _ = E.make_target(gna=144.0, gk=27.0)
     assert E.auto_currents(excitable) == (0.0, 5.0, 10.0, 15.0, 20.0)

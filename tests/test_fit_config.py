@@ -510,13 +510,15 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
 def test_auto_fit_currents_are_resolved_and_keep_three_held_out():
     target, _ = _e2e.make_target()
     cfg = validate_config(fit_config())
-    assert _runner.resolve_fit_currents(cfg, target) == [0.0, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]
+    assert _runner.resolve_fit_currents(cfg, target) == [0.0, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0]
     explicit = validate_config(fit_config(currents={"fit": [1.0, 2.0]}))
     assert _runner.resolve_fit_currents(explicit, target) == [1.0, 2.0]
-    crowded = validate_config(fit_config(currents={"evaluate": [0.0, 2.5, 5.0, 6.5, 7.75, 10.0, 15.0, 20.0]}))
+    crowded = validate_config(
+        fit_config(currents={"evaluate": [0.0, 2.5, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0]})
+    )
     with pytest.raises(ConfigError) as info:
         _runner.resolve_fit_currents(crowded, target)
     (path, message), *_ = info.value.errors
     assert path == "currents.evaluate"
-    assert "at least 3 currents not among the automatic training currents 0, 5, 6.5" in message
+    assert "at least 3 currents not among the automatic training currents 0, 5, 7.25" in message
     assert message.endswith("got 1")

@@ -171,7 +171,7 @@ class FitND:
         Args:
             currents: model currents (uA/cm^2) the fit trains on, or ``"auto"`` (the default):
                 chosen from the model's own F-I curve (:func:`ndjax._e2e.auto_currents`; for
-                the guide's model ``0, 5, 6.5, 7.75, 10, 15, 20``).
+                the guide's model ``0, 5, 7.25, 7.75, 10, 15, 20``).
             V_ref: the chip's reference voltage.
             t_hh_ms: span of each current, ms of model time.
             capacitance_scaling: of the fitted chip (``None``: 0.03, the default of
