@@ -390,7 +390,7 @@ capacitance_scaling = 0.1
 
 [currents]
 fit = [10.0]
-evaluate = [0.0, 5.0, 10.0, 12.5]
+evaluate = [0.0, 5.0, 10.0, 15.0]
 
 [optimizer]
 es_generations = 2
@@ -406,9 +406,9 @@ n_save = 600
 
 [report]
 n_save = 600
-trace_currents = [0.0, 12.5]
-fi_step = 2.5
-fi_refine = 1.25
+trace_currents = [0.0, 15.0]
+fi_step = 5.0   # the evaluation's 4 currents, and 4 more below an onset: no new compilation
+fi_refine = 1.0
 """
 
 
@@ -476,7 +476,7 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
     kept = min(screened, key=lambda c: c[2])
     assert words["I_voltage"] == pytest.approx(kept[1], rel=1e-12)
     rows = metrics["currents"]
-    assert [r["current_ua_cm2"] for r in rows] == [0.0, 5.0, 10.0, 12.5]
+    assert [r["current_ua_cm2"] for r in rows] == [0.0, 5.0, 10.0, 15.0]
     assert [r["used_by_fit"] for r in rows] == [False, False, True, False]
     for r in rows:
         assert r["hh_count"] >= 1  # HH from rest fires at least once at every one of these currents
@@ -488,9 +488,9 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
     assert {"calibrate", "gradient", "polish", "fit_total", "evaluate", "fi_curve", "total"} <= set(
         s["seconds"]
     )
-    # the dense F-I curves: on the 2.5 grid up to 12.5, equal to the report at its currents
+    # the F-I curves: on the 5 grid up to 15, equal to the report at its currents
     fi = metrics["fi_curve"]
-    assert fi["currents_ua_cm2"] == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5] and fi["onset_resolution_ua_cm2"] == 1.25
+    assert fi["currents_ua_cm2"] == [0.0, 5.0, 10.0, 15.0] and fi["onset_resolution_ua_cm2"] == 1.0
     at = [fi["currents_ua_cm2"].index(r["current_ua_cm2"]) for r in rows]
     assert [fi["hh_rate_hz"][i] for i in at] == pytest.approx([r["hh_rate_hz"] for r in rows])
     for which in ("nnls", "fitted"):
