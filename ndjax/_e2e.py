@@ -67,7 +67,7 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import jax
@@ -95,6 +95,7 @@ __all__ = [
     "CurrentMetrics",
     "FICurve",
     "fi_curve",
+    "fi_curves",
 ]
 
 C_HH = 1e-6  # F/cm^2 (1 uF/cm^2)
@@ -359,22 +360,40 @@ def evaluate_words(
         list of :class:`CurrentMetrics` (and ``(ts_ms, v_hh, v_chip)`` on the HH
         time axis in ms, voltages in HH volts, if ``return_traces``).
     """
+    ts_ms, v_hh, hh_ms = _hh_spikes_from_rest(target, currents_ua, t_hh_ms, n_save)
+    _, v_c, chip_ms = _chip_spikes_from_rest(target, words, currents_ua, t_hh_ms, n_save)
+    metrics = compare_spikes(hh_ms, chip_ms, currents_ua)
+    return (metrics, (ts_ms, v_hh, v_c)) if return_traces else metrics
+
+
+def _eval_axis(target: Target, t_hh_ms: float, n_save: int) -> tuple[np.ndarray, np.ndarray]:
+    """The chip's save times (s) and the same on HH's axis (ms)."""
+    ts = np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save)
+    return ts, ts * target.scl_t * 1e3
+
+
+def _hh_spikes_from_rest(target: Target, currents_ua, t_hh_ms: float, n_save: int):
+    """HH at each current from rest: ``(ts_ms, v, spike times in ms)``, voltages in HH volts."""
+    ts, ts_ms = _eval_axis(target, t_hh_ms, n_save)
+    i0 = np.asarray(currents_ua, dtype=float) * 1e-6
+    v_hh = np.asarray(_hh_voltages(target.hh_params(), jnp.asarray(i0), ts)[0])
+    return ts_ms, v_hh, [spike_times(ts_ms, v, target.threshold, target.hysteresis) for v in v_hh]
+
+
+def _chip_spikes_from_rest(target: Target, words, currents_ua, t_hh_ms: float, n_save: int):
+    """The chip with ``words`` (rounded) at each current, as :func:`_hh_spikes_from_rest`; a
+    failed solve has no spikes."""
     if not isinstance(words, NDWords):
         dg, de, dib = words
         words = NDWords(jnp.asarray(dg, float), jnp.asarray(de, float), jnp.asarray(dib, float))
-    words = _quantize(words)
+    ts, ts_ms = _eval_axis(target, t_hh_ms, n_save)
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
-    ts = np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save)
-    v_hh, ok_h = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
     y0 = jnp.asarray([target.v_shift, 0.0, 0.0, 0.0])
-    v_c, ok_c = _chip_voltages(target.chip(words), jnp.asarray(target.chip_current(i0)), y0, ts)
-    v_hh, v_c = np.asarray(v_hh), np.asarray(v_c) - target.v_shift
-    ts_ms = ts * target.scl_t * 1e3
-    hh_ms = [spike_times(ts_ms, v, target.threshold, target.hysteresis) for v in v_hh]
+    v_c, ok_c = _chip_voltages(target.chip(_quantize(words)), jnp.asarray(target.chip_current(i0)), y0, ts)
+    v_c = np.asarray(v_c) - target.v_shift
     chip_ms = [spike_times(ts_ms, v, target.threshold, target.hysteresis) if ok else np.array([])
                for v, ok in zip(v_c, np.asarray(ok_c), strict=True)]  # fmt: skip
-    metrics = compare_spikes(hh_ms, chip_ms, currents_ua)
-    return (metrics, (ts_ms, v_hh, v_c)) if return_traces else metrics
+    return ts_ms, v_c, chip_ms
 
 
 class FICurve(NamedTuple):
@@ -393,17 +412,27 @@ def fi_curve(
 ) -> FICurve:  # fmt: skip
     """F-I curves of the HH target and of the chip with ``words``, from 0 to ``top``.
 
-    Both are simulated from rest at every grid current (:func:`evaluate_words`); each
-    onset of repetitive firing (the lowest current from which the model fires two
+    Both are simulated from rest at every grid current (as in :func:`evaluate_words`);
+    each onset of repetitive firing (the lowest current from which the model fires two
     spikes or more at every grid current up to ``top``) is then located to ``refine``
     on a second grid inside the last ``step`` below it. The onset is where a chip fitted
     to HH is hardest to match: just above it HH's first ISI is long (it skips cycles
     after its first spike), and the fit's remaining failures are there
-    (``experiments/FIT_RESULTS.md``).
+    (``experiments/FIT_RESULTS.md``). :func:`fi_curves` does several word sets with one
+    HH solve.
 
     Returns:
         :class:`FICurve` (rates on the coarse grid; onsets refined).
     """
+    return fi_curves(target, {"chip": words}, top=top, step=step, refine=refine, t_hh_ms=t_hh_ms,
+                     n_save=n_save)["chip"]  # fmt: skip
+
+
+def fi_curves(
+    target: Target, word_sets: Mapping[str, object], *, top: float = 20.0, step: float = 0.25,
+    refine: float = 0.05, t_hh_ms: float = 100.0, n_save: int = 4000,
+) -> dict[str, FICurve]:  # fmt: skip
+    """:func:`fi_curve` of each word set (name -> words), the HH target simulated once."""
     for name, val in (("top", top), ("step", step), ("refine", refine)):
         if not (math.isfinite(val) and val > 0):
             raise ValueError(f"fi_curve: {name} must be > 0, got {val!r}")
@@ -411,44 +440,51 @@ def fi_curve(
         raise ValueError(f"fi_curve: expected refine <= step <= top, got {refine!r}, {step!r}, {top!r}")
     grid = np.round(np.arange(0.0, top + step / 2, step) / step) * step
     grid[-1] = top
-    m = evaluate_words(target, words, grid, t_hh_ms=t_hh_ms, n_save=n_save)
-    hh_n = np.array([x.hh_count for x in m])
-    chip_n = np.array([x.chip_count for x in m])
+    kw = dict(t_hh_ms=t_hh_ms, n_save=n_save)
 
-    def coarse_onset(n: np.ndarray) -> int | None:  # index; None: not repetitive at the top
-        bad = np.flatnonzero(n < 2)
-        if len(bad) and bad[-1] == len(n) - 1:
+    def trains(currents) -> dict[str | None, list]:  # None: HH; spike times (ms) per current
+        out = {None: _hh_spikes_from_rest(target, currents, **kw)[2]}
+        out.update(
+            {name: _chip_spikes_from_rest(target, w, currents, **kw)[2] for name, w in word_sets.items()}
+        )
+        return out
+
+    def coarse_onset(times: list) -> int | None:  # index; None: not repetitive at the top
+        bad = np.flatnonzero(np.array([len(t) for t in times]) < 2)
+        if len(bad) and bad[-1] == len(times) - 1:
             return None
         return 0 if len(bad) == 0 else int(bad[-1]) + 1
 
-    k_hh, k_chip = coarse_onset(hh_n), coarse_onset(chip_n)
-    fine = {}  # index -> refined grid below it
-    for k in {k for k in (k_hh, k_chip) if k}:
-        n_sub = max(1, int(round(step / refine)))
-        fine[k] = grid[k - 1] + (grid[k] - grid[k - 1]) * np.arange(1, n_sub) / n_sub
+    on_grid = trains(grid)
+    k_on = {name: coarse_onset(times) for name, times in on_grid.items()}
+    n_sub = max(1, int(round(step / refine)))
+    fine = {
+        k: grid[k - 1] + (grid[k] - grid[k - 1]) * np.arange(1, n_sub) / n_sub
+        for k in set(k_on.values())
+        if k
+    }
     extra = np.concatenate(list(fine.values())) if fine else np.zeros(0)
-    sub = evaluate_words(target, words, extra, t_hh_ms=t_hh_ms, n_save=n_save) if len(extra) else []
-    counts = {float(c): (x.hh_count, x.chip_count) for c, x in zip(extra, sub, strict=True)}
+    in_extra = trains(extra) if len(extra) else {name: [] for name in on_grid}
 
-    def onset(k: int | None, which: int) -> float:
+    def onset(name: str | None) -> float:
+        k = k_on[name]
         if k is None:
             return math.nan
         if k == 0:
             return float(grid[0])
+        counts = {float(c): len(t) for c, t in zip(extra, in_extra[name], strict=True)}
         out = float(grid[k])
         for c in fine[k][::-1]:  # from the top down: repetitive as long as it lasts
-            if counts[float(c)][which] < 2:
+            if counts[float(c)] < 2:
                 break
             out = float(c)
         return out
 
-    return FICurve(
-        currents=grid,
-        hh_rate=np.array([x.hh_rate for x in m]),
-        chip_rate=np.array([x.chip_rate for x in m]),
-        hh_onset=onset(k_hh, 0),
-        chip_onset=onset(k_chip, 1),
-    )
+    hh_rate = np.array([_rate(t) for t in on_grid[None]])
+    return {
+        name: FICurve(grid, hh_rate, np.array([_rate(t) for t in on_grid[name]]), onset(None), onset(name))
+        for name in word_sets
+    }
 
 
 # ---- the fit -------------------------------------------------------------------------------------

@@ -522,10 +522,9 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
         )
         t0 = time.perf_counter()
         grid = dict(top=max(evaluate), step=rep["fi_step"], refine=rep["fi_refine"], t_hh_ms=span)
-        fi = {
-            name: _e2e.fi_curve(target, w, **grid, n_save=rep["n_save"])
-            for name, w in (("nnls", outcome.nnls_words), ("fitted", outcome.words))
-        }
+        fi = _e2e.fi_curves(
+            target, {"nnls": outcome.nnls_words, "fitted": outcome.words}, **grid, n_save=rep["n_save"]
+        )
         seconds["fi_curve"] = time.perf_counter() - t0
         on = {"HH": fi["fitted"].hh_onset, "NNLS-rounded chip": fi["nnls"].chip_onset,
               "fitted chip": fi["fitted"].chip_onset}  # fmt: skip

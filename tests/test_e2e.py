@@ -177,27 +177,34 @@ def test_subthreshold_term_adds_the_weighted_rms_voltage_difference_where_hh_res
 
 
 def test_fi_curve_locates_each_onset_on_the_refined_grid(monkeypatch):
-    # counts from known thresholds: HH repetitive on an island at 3 and from 7.3 up; the chip from
-    # 12.12 up; a second chip not repetitive at the top
-    def fake(chip_from):
-        def evaluate(target, words, currents, **kw):
-            out = []
-            for c in np.asarray(currents, float):
-                hh = 5 if (c >= 7.3 - 1e-9 or abs(c - 3.0) < 1e-9) else 1
-                chip = 5 if c >= chip_from - 1e-9 else 1
-                out.append(
-                    E.CurrentMetrics(float(c), hh, chip, 10.0 * (hh > 1), 10.0 * (chip > 1), 0, 0, True)
-                )
-            return out
+    # spikes from known thresholds: HH repetitive on an island at 3 and from 7.3 up; a chip from
+    # 12.12 up, another not repetitive at the top (the word set stands for its threshold)
+    def trains(currents, repetitive):
+        return None, None, [np.arange(5.0 if repetitive(c) else 1.0) * 10.0 for c in np.asarray(currents)]
 
-        return evaluate
+    calls = []
 
-    monkeypatch.setattr(E, "evaluate_words", fake(12.12))
-    fi = E.fi_curve(None, None, top=20.0, step=0.25, refine=0.05)
+    def hh(target, currents, t_hh_ms, n_save):
+        calls.append(len(currents))
+        return trains(currents, lambda c: c >= 7.3 - 1e-9 or abs(c - 3.0) < 1e-9)
+
+    def chip(target, chip_from, currents, t_hh_ms, n_save):
+        return trains(currents, lambda c: c >= chip_from - 1e-9)
+
+    monkeypatch.setattr(E, "_hh_spikes_from_rest", hh)
+    monkeypatch.setattr(E, "_chip_spikes_from_rest", chip)
+    fi = E.fi_curve(None, 12.12, top=20.0, step=0.25, refine=0.05)
     assert (fi.hh_onset, fi.chip_onset) == (pytest.approx(7.3), pytest.approx(12.15))
-    assert fi.currents.shape == fi.hh_rate.shape == (81,) and fi.hh_rate[12] == 10.0  # the island
-    monkeypatch.setattr(E, "evaluate_words", fake(25.0))
-    assert np.isnan(E.fi_curve(None, None, top=20.0).chip_onset)
+    assert fi.currents.shape == fi.hh_rate.shape == (81,)
+    assert fi.hh_rate[12] == 100.0 and fi.hh_rate[11] == 0.0  # the island at 3: 4 ISIs of 10 ms
+    assert np.isnan(E.fi_curve(None, 25.0, top=20.0).chip_onset)
+    # several word sets: HH solved once on the grid and once below the onsets found
+    calls.clear()
+    both = E.fi_curves(None, {"a": 12.12, "b": 25.0}, top=20.0)
+    assert (
+        calls == [81, 8] and both["a"].chip_onset == pytest.approx(12.15) and np.isnan(both["b"].chip_onset)
+    )
+    np.testing.assert_array_equal(both["a"].hh_rate, both["b"].hh_rate)
     with pytest.raises(ValueError, match="refine <= step <= top"):
         E.fi_curve(None, None, step=0.25, refine=0.5)
     with pytest.raises(ValueError, match="step must be > 0"):
