@@ -396,6 +396,19 @@ def _chip_spikes_from_rest(target: Target, words, currents_ua, t_hh_ms: float, n
     return ts_ms, v_c, chip_ms
 
 
+def _current_grid(top: float, step: float) -> np.ndarray:
+    """``0, step, 2 step, ...`` up to ``top`` (its last point exactly ``top``), uA/cm^2."""
+    grid = np.round(np.arange(0.0, top + step / 2, step) / step) * step
+    grid[-1] = top
+    return grid
+
+
+def _lowest_tail(ok: np.ndarray) -> int:
+    """The first index from which ``ok`` holds to the end (``len(ok)`` if it fails at the end)."""
+    bad = np.flatnonzero(~np.asarray(ok, bool))
+    return 0 if len(bad) == 0 else int(bad[-1]) + 1
+
+
 class FICurve(NamedTuple):
     """The HH target's and a chip's F-I curves from rest on a grid, and their onsets."""
 
@@ -438,8 +451,7 @@ def fi_curves(
             raise ValueError(f"fi_curve: {name} must be > 0, got {val!r}")
     if step > top or refine > step:
         raise ValueError(f"fi_curve: expected refine <= step <= top, got {refine!r}, {step!r}, {top!r}")
-    grid = np.round(np.arange(0.0, top + step / 2, step) / step) * step
-    grid[-1] = top
+    grid = _current_grid(top, step)
     kw = dict(t_hh_ms=t_hh_ms, n_save=n_save)
 
     def trains(currents) -> dict[str | None, list]:  # None: HH; spike times (ms) per current
@@ -450,10 +462,8 @@ def fi_curves(
         return out
 
     def coarse_onset(times: list) -> int | None:  # index; None: not repetitive at the top
-        bad = np.flatnonzero(np.array([len(t) for t in times]) < 2)
-        if len(bad) and bad[-1] == len(times) - 1:
-            return None
-        return 0 if len(bad) == 0 else int(bad[-1]) + 1
+        k = _lowest_tail(np.array([len(t) for t in times]) >= 2)
+        return None if k == len(times) else k
 
     on_grid = trains(grid)
     k_on = {name: coarse_onset(times) for name, times in on_grid.items()}
@@ -563,7 +573,7 @@ def _hh_crossings(target: Target, currents_ua, ts, *, voltages: bool = False):
 
 def _hh_spikes(target: Target, currents_ua, t_hh_ms: float, n_save: int) -> tuple[np.ndarray, np.ndarray]:
     """HH spike times (ms of HH time, padded rows of :data:`MAX_SPIKES`) and counts from rest."""
-    th, nh = _hh_crossings(target, currents_ua, np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save))
+    th, nh = _hh_crossings(target, currents_ua, _eval_axis(target, t_hh_ms, n_save)[0])
     return th * target.scl_t * 1e3, nh
 
 
@@ -620,8 +630,7 @@ def auto_currents(
         raise ValueError(f"auto_currents: expected top > 0 (uA/cm^2), got {top!r}")
     if not (math.isfinite(step) and 0 < step <= top):
         raise ValueError(f"auto_currents: expected 0 < step <= top = {top:g}, got {step!r}")
-    grid = np.round(np.arange(0.0, top + step / 2, step) / step) * step
-    grid[-1] = top
+    grid = _current_grid(top, step)
     times, counts = _hh_spikes(target, grid, t_hh_ms, n_save)
     skeleton = [top * k / 4 for k in range(5)]
     rep = counts >= 2
@@ -634,12 +643,8 @@ def auto_currents(
         return tuple(float(c) for c in skeleton)
     clean = _first_isi_ratios(times, counts) <= ratio
 
-    def lowest_tail(ok: np.ndarray) -> int:  # first index from which ok holds to the top
-        bad = np.flatnonzero(~ok)
-        return 0 if len(bad) == 0 else int(bad[-1]) + 1
-
-    i_on = grid[lowest_tail(rep)]
-    i_clean = grid[min(lowest_tail(clean), len(grid) - 1)]
+    i_on = grid[_lowest_tail(rep)]
+    i_clean = grid[min(_lowest_tail(clean), len(grid) - 1)]
     below = i_on - step  # on the grid, and HH fires at most once there (i_on is the lowest)
     lo = below if below > 0 else -np.inf
     chosen = [c for c in skeleton if not lo < c < i_clean]
