@@ -47,9 +47,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)  # an entry point: float64 before ndjax computes anything
 
-from ndjax import _e2e  # noqa: E402
-from ndjax._config import load_config  # noqa: E402
-from ndjax._runner import fit_targets, resolve_fit_currents  # noqa: E402
+from ndjax.cli._config import load_config  # noqa: E402
+from ndjax.cli._runner import fit_targets, resolve_fit_currents  # noqa: E402
+from ndjax.fit import _e2e  # noqa: E402
 
 EVAL_CURRENTS = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)  # 2.5, 8, 12.5, 17.5 held out
 COUNT_TOL = 1  # spikes

@@ -34,8 +34,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ndjax  # noqa: E402
-from ndjax import _mismatch as M  # noqa: E402
-from ndjax._neurodyn import Mismatch  # noqa: E402
+from ndjax.models._neurodyn import Mismatch  # noqa: E402
+from ndjax.studies import _mismatch as M  # noqa: E402
 
 CURRENTS = np.array([0.0, 0.2e-9, 0.5e-9])
 TOL = 0.10

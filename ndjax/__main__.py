@@ -2,7 +2,7 @@
 
 import sys
 
-from ._runner import main
+from .cli._runner import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,3 +39,17 @@ def safe_pow(x: ArrayLike, p: ArrayLike) -> jax.Array:
     positive = x > 0
     safe = jnp.where(positive, x, 1.0)
     return jnp.where(positive, jnp.exp(p * jnp.log(safe)), 0.0)
+
+
+def round_ste(x: jax.Array) -> jax.Array:
+    """Round in the forward pass, identity gradient in the backward pass (straight-through)."""
+    return x + jax.lax.stop_gradient(jnp.round(x) - x)
+
+
+def clip_ste(x: jax.Array, lo: float, hi: float) -> jax.Array:
+    """Clip in the forward pass, identity gradient in the backward pass.
+
+    The identity gradient lets a word pushed past its range come back; the
+    forward pass never leaves the range.
+    """
+    return x + jax.lax.stop_gradient(jnp.clip(x, lo, hi) - x)

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ._hh import HHParams, gate_derivative, hh_currents, hh_rates, hh_vector_field
-from ._neurodyn import nd_currents, nd_rates, nd_vector_field
 from ._stimulus import Stimulus, as_stimulus
+from .models._hh import HHParams, gate_derivative, hh_currents, hh_rates, hh_vector_field
+from .models._neurodyn import nd_currents, nd_rates, nd_vector_field
 
 __all__ = [
     "Model",
@@ -30,6 +30,8 @@ __all__ = [
     "Trace",
     "ClampTrace",
     "simulate",
+    "rates_over",
+    "currents_over",
     "vclamp",
     "check_trace",
     "default_solver",
@@ -64,6 +66,18 @@ class Model(NamedTuple):
 
 HH = Model("hh", hh_vector_field, _hh_param_rates, hh_currents)
 NEURODYN = Model("neurodyn", nd_vector_field, nd_rates, nd_currents)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def rates_over(model: Model, params, vs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A model's gate rates at many voltages: ``vs`` (T,) -> alpha, beta, each (T, 3)."""
+    return jax.vmap(model.rates, in_axes=(0, None))(vs, params)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def currents_over(model: Model, params, v: jax.Array, x: jax.Array) -> jax.Array:
+    """A model's ionic currents at many states: ``v`` (T,), ``x`` (T, 3) -> (T, 3)."""
+    return jax.vmap(model.currents, in_axes=(0, 0, None))(v, x, params)
 
 
 class Trace(NamedTuple):

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import KeyedError
+from ._checks import KeyedError
 
 __all__ = ["WORDS_FORMAT", "WordsFileError", "save_words", "load_words", "validate_words"]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ndjax import _e2e as E
-from ndjax._cmaes import CMAES
+from ndjax.fit import _e2e as E
+from ndjax.fit._search import CMAES
 
 
 def _ellipsoid(x):

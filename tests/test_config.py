@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ndjax import _config
-from ndjax._config import ConfigError, Key, Table, dump_toml, load_config, parse_config, validate_config
+from ndjax.cli import _config
+from ndjax.cli._config import ConfigError, Key, Table, dump_toml, load_config, parse_config, validate_config
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 

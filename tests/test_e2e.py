@@ -7,9 +7,10 @@ import pytest
 from helpers import central_difference
 
 import ndjax as nd
-from ndjax import _e2e as E
 from ndjax._analysis import crossing_times
-from ndjax._quantize import clip_ste, quantize_ste, round_ste
+from ndjax._math import clip_ste, round_ste
+from ndjax.fit import _e2e as E
+from ndjax.models._neurodyn import quantize_ste
 
 
 def test_round_ste_forward_rounds_backward_identity():
@@ -244,7 +245,7 @@ def test_auto_i_voltage_follows_scl_v_within_the_chip_range():
 
 @pytest.mark.slow
 def test_auto_currents_follow_the_targets_onset():
-    from ndjax._config import FIT_CURRENTS_DEFAULT
+    from ndjax.cli._config import FIT_CURRENTS_DEFAULT
 
     guide, _ = E.make_target()
     # onset 7.5 (first ISI 1.9x the later ones), clean from 7.75: the set measured on the guide

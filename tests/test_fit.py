@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import ndjax as nd
 import ndjax.plot
-from ndjax._nnls import nnls, sigmoid_basis
+from ndjax.fit._classical import nnls
+from ndjax.models._kinetics import sigmoid_basis
 
 matplotlib.use("Agg")
 

@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ndjax import _config, _e2e, _quantize, _runner, plot
-from ndjax._config import ConfigError, dump_toml, load_config, validate_config
+from ndjax import plot
 from ndjax._words_io import WordsFileError, load_words, save_words, validate_words
+from ndjax.cli import _config, _runner
+from ndjax.cli._config import ConfigError, dump_toml, load_config, validate_config
+from ndjax.fit import _e2e
+from ndjax.models import _neurodyn as _quantize
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 

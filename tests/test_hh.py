@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from reference import hh_rates_ref, hh_reference_params, hh_rhs_ref, solve_reference
 
 import ndjax as nd
-from ndjax._hh import HH_KINETICS
 from ndjax._math import exprel
+from ndjax.models._hh import HH_KINETICS
 
 
 def test_exprel_exact_at_zero_and_smooth():

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import ndjax
-from ndjax import _mismatch as M
-from ndjax import _runner
-from ndjax._config import ConfigError, parse_config
+from ndjax.cli import _runner
+from ndjax.cli._config import ConfigError, parse_config
+from ndjax.studies import _mismatch as M
 
 # 5 ms of chip time from [0.7, 0, 0, 0]: the default chip peaks at 1.65 ms and 1.82 ms later (SPEC 2),
 # so it fires 2 spikes at 0 nA
@@ -232,7 +232,7 @@ def test_robust_word_search_moves_every_kind_of_word(ref):
 def test_robust_factor_search_can_use_cmaes(ref, monkeypatch):
     """search="cmaes" runs CMA-ES over the 13 factors (search="auto" keeps the (1 + P) strategy
     there); reproducible, and an unknown search is refused."""
-    from ndjax import _cmaes
+    from ndjax.fit import _search as _cmaes
 
     made = []
 
@@ -259,7 +259,7 @@ def test_robust_factor_search_can_use_cmaes(ref, monkeypatch):
 def test_robust_config_choices_are_the_library_ones():
     """The config schema spells the robust search spaces and searches out (it does not import
     ndjax._mismatch); they must stay the ones robust_words accepts."""
-    from ndjax import _config
+    from ndjax.cli import _config
 
     keys = _config.MISMATCH_COMPENSATION.fields
     assert keys["robust_space"].choices == M.ROBUST_SPACES
@@ -358,7 +358,7 @@ SHARDED = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, {tests!r})
     import test_mismatch as T
-    from ndjax import _mismatch as M
+    from ndjax.studies import _mismatch as M
     assert jax.device_count() == 4, jax.devices()
     mesh = M.device_mesh()
     res = M.run_study(T.STUDY, 6, ref=M.nominal_reference(T.STUDY), chunk=3, folder=None, progress=False,

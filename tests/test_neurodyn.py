@@ -9,7 +9,7 @@ import pytest
 from reference import nd_rates_ref, nd_reference_params, nd_rhs_ref
 
 import ndjax as nd
-from ndjax._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB, RATE_SIGNS
+from ndjax.models._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB, RATE_SIGNS
 
 
 def test_word_conversions_exact():

@@ -50,6 +50,6 @@ def test_plot_traces_needs_a_panel():
 def test_importing_ndjax_does_not_import_matplotlib():
     import subprocess
 
-    code = "import ndjax, ndjax.plot, ndjax._runner, sys; print('matplotlib' in sys.modules)"
+    code = "import ndjax, ndjax.plot, ndjax.cli._runner, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

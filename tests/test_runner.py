@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import ndjax
-from ndjax import _config, _runner
-from ndjax._config import load_config
+from ndjax.cli import _config, _runner
+from ndjax.cli._config import load_config
 
 # Short spans keep this to seconds: the default HH neuron at 10 uA/cm^2 first crosses 60 mV at
 # 2.46 ms and next at 16.41 ms (SPEC 1), so 5 ms hold one spike; the default NeuroDyn chip from

@@ -38,7 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ndjax  # noqa: E402
-from ndjax import _mismatch as M  # noqa: E402
+from ndjax.studies import _mismatch as M  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from simulate import machine_info, scipy_solve  # noqa: E402  (the NumPy baseline of simulate.py)

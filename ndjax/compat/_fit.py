@@ -1,6 +1,6 @@
 """The guide's ``FitND``: classical fit of NeuroDyn words to a conductance-based model.
 
-A thin shell over :mod:`ndjax._fit` (SPEC section 3). Conductances use
+A thin shell over :mod:`ndjax.fit._classical` (SPEC section 3). Conductances use
 ``kappa_lin`` on both the digital and the analog path, so a digital chip's
 physical conductances equal the analog fit to half an LSB (the NumPy
 original used ``kappa`` for the words: 3.5x too little conductance).
@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _fit as F
+from ..fit import _classical as F
+from ..models._kinetics import sigmoid_sum
+from ..models._neurodyn import word_units
 from ._models import HHModel, _x64
 
 __all__ = ["FitND"]
@@ -35,7 +37,7 @@ class FitND:
         Vmean: ``(E_K + E_Na)/2`` of the model (V); the chip's ``V_ref`` stands for it.
         centres: (7,) sigmoid centres used in the fit (V).
         C_ratio: ``C_HH / C_ND``.
-        fits: per-gate :class:`ndjax._fit.GateFit` after :meth:`fit`.
+        fits: per-gate :class:`ndjax.fit.GateFit` after :meth:`fit`.
         figures: the last plots, ``{"alpha_beta": Figure, "inf_tau": Figure}``.
     """
 
@@ -68,8 +70,9 @@ class FitND:
             raise ValueError(
                 f"vrange must be a 1-D finite array of at least 8 voltages, got {self.vrange.shape}"
             )
-        self.centres = F.fit_centres(self.Vmean, self.I_voltage)
-        self.C_ratio = float(hh.C) / (F.C_ND * self.capacitance_scaling)
+        self._consts = F.host_constants()
+        self.centres = F.fit_centres(self.Vmean, self.I_voltage, self._consts)
+        self.C_ratio = float(hh.C) / (self._consts.c_base * self.capacitance_scaling)
         self.fits: list[F.GateFit] = []
         self.figures: dict = {}
         self._s: float | None = None
@@ -101,9 +104,11 @@ class FitND:
         if len(labels) != len(X):
             raise ValueError(f"labels has {len(labels)} names for {len(X)} gates")
         v = self.vrange
-        self.fits = [F.fit_gate(v, np.asarray(x.alpha(v)), np.asarray(x.beta(v)), self.centres) for x in X]
-        weights = np.stack([f.weights for f in self.fits])
-        self._s = F.time_scale(weights * F.C_G * F.V_T, self._model_g(), self.C_ratio, self.I_master)
+        alphas = [np.asarray(x.alpha(v)) for x in X]
+        betas = [np.asarray(x.beta(v)) for x in X]
+        fit = F.classical_fit(v, alphas, betas, self.centres, self._model_g(), self.C_ratio, self.I_master,
+                              self._consts)  # fmt: skip
+        self.fits, weights, self._s = fit.fits, fit.weights, fit.s
         if plot_alpha_beta or plot_inf_tau:
             self._plot(X, labels, weights, plot_alpha_beta, plot_inf_tau)
         return weights
@@ -124,33 +129,36 @@ class FitND:
 
     def get_analog_Ib(self, weights) -> np.ndarray:
         """Sigmoid currents I_b (A), time-scaled: ``w C_g V_T / s``."""
-        w = np.asarray(weights, dtype=float)
-        return w * F.C_G * F.V_T / self._require_fit()
+        return F.analog_ib(weights, self._require_fit(), self._consts)
 
     def get_digital_Ib(self, weights) -> np.ndarray:
         """Sigmoid words ``round(I_b / s / (I_master/1024))``, clipped to 0..1023 with a warning."""
-        return F.to_words("dIb", self.get_analog_Ib(weights) / (self.I_master / 1024), self._warn)
+        return F.to_words("dIb", self.get_analog_Ib(weights) / self._units()[2], self._warn)
 
     def get_analog_g(self, g) -> np.ndarray:
         """Chip conductances (S): ``g / s / C_ratio``."""
-        return np.asarray(g, dtype=float) / self._require_fit() / self.C_ratio
+        return F.analog_g(g, self._require_fit(), self.C_ratio)
 
     def get_digital_g(self, g) -> np.ndarray:
         """Conductance words ``round(g / s / C_ratio / ((kappa_lin/V_T)(I_master/1024)))``."""
-        unit = (F.KAPPA_LIN / F.V_T) * (self.I_master / 1024)
-        return F.to_words("dg", self.get_analog_g(g) / unit, self._warn)
+        return F.to_words("dg", self.get_analog_g(g) / self._units()[0], self._warn)
 
     def get_analog_E(self, E) -> np.ndarray:
         """Reversal offsets from V_ref (V): ``E scl_v - Vmean`` (``E`` unscaled, SI)."""
-        return np.asarray(E, dtype=float) * self.scl_v - self.Vmean
+        return F.analog_e(E, self.scl_v, self.Vmean)
 
     def get_digital_E(self, E) -> np.ndarray:
         """Reversal words ``round((E scl_v - Vmean) / ((I_voltage/1024) R_rev))``."""
-        return F.to_words("dErev", self.get_analog_E(E) / ((self.I_voltage / 1024) * F.R_REV), self._warn)
+        return F.to_words("dErev", self.get_analog_E(E) / self._units()[1], self._warn)
 
     def convert_I(self, I0):
-        """Chip current for a model current density ``I0`` (A/cm^2): ``I0 scl_v / s / C_ratio``."""
-        return I0 * self.scl_v / self._require_fit() / self.C_ratio
+        """Chip current for a model current density ``I0`` (A/cm^2): ``I0 scl_v scl_t C_ND / C_HH``."""
+        return F.chip_current(I0, self.scl_v, self.get_scl_t(), self._consts.c_base, self.capacitance_scaling,
+                              float(self.hh.C))  # fmt: skip
+
+    def _units(self) -> tuple[float, float, float]:
+        """One LSB of the conductance, reversal and sigmoid words (S, V, A)."""
+        return word_units(self.I_master, self.I_voltage, self._consts)
 
     def fit_end_to_end(
         self,
@@ -193,7 +201,7 @@ class FitND:
             Feed the chip ``I0 * scl_v * scl_t * 4 pF * capacitance_scaling / C_HH``
             for a model current ``I0``.
         """
-        from .. import _e2e
+        from ..fit import _e2e
 
         hh = self.hh
         scl_t_model = float(getattr(hh, "scl_t", 1.0))
@@ -221,14 +229,17 @@ class FitND:
         from .. import plot
 
         v = self.vrange
-        unit = (self.I_master / 1024) * self._require_fit() / (F.C_G * F.V_T)  # one LSB in 1/s
+        c = self._consts
+        unit = self._units()[2] * self._require_fit() / (c.c_g * c.v_t)  # one LSB in 1/s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantized = self.get_digital_Ib(weights) * unit
         orig = np.stack([[np.asarray(x.alpha(v)), np.asarray(x.beta(v))] for x in X])
 
         def curves(w):
-            return np.stack([[F.sigmoid_sum(v, w[i, k], self.centres, f.signs[k]) for k in range(2)]
+            c = self._consts
+            return np.stack([[np.asarray(sigmoid_sum(v, w[i, k], self.centres, f.signs[k], c.kappa, c.v_t))
+                              for k in range(2)]
                              for i, f in enumerate(self.fits)])  # fmt: skip
 
         ab = {"original": orig, "fit": curves(weights), "fit quantized": curves(quantized)}

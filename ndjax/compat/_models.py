@@ -22,19 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._hh import HHParams, hh_gate_kinetics, hh_params
-from .._neurodyn import (
-    DEFAULT_DEREV,
-    DEFAULT_DG,
-    DEFAULT_DIB,
-    NDChip,
-    NDParams,
-    chip_params,
-    nd_chip,
-    sample_mismatch,
-    sigmoid_centres,
-)
-from .._quantize import check_words
 from .._simulate import (
     DEFAULT_ATOL,
     DEFAULT_MAX_STEPS,
@@ -43,8 +30,23 @@ from .._simulate import (
     NEURODYN,
     Model,
     check_trace,
+    currents_over,
+    rates_over,
     simulate,
     vclamp,
+)
+from ..models._hh import HHParams, hh_gate_kinetics, hh_params
+from ..models._neurodyn import (
+    DEFAULT_DEREV,
+    DEFAULT_DG,
+    DEFAULT_DIB,
+    NDChip,
+    NDParams,
+    check_words,
+    chip_params,
+    nd_chip,
+    sample_mismatch,
+    sigmoid_centres,
 )
 
 __all__ = ["HHModel", "NeuroDynModel", "Gate", "SimulationResult", "ClampResult"]
@@ -127,7 +129,7 @@ class Gate:
     @_x64
     def _rates(self, v):
         v = np.asarray(v, dtype=float)
-        alpha, beta = _rates_of(self._model._core, self._model.params, jnp.asarray(v.ravel()))
+        alpha, beta = rates_over(self._model._core, self._model.params, jnp.asarray(v.ravel()))
         i = self._index
         return np.asarray(alpha[:, i]).reshape(v.shape), np.asarray(beta[:, i]).reshape(v.shape)
 
@@ -151,16 +153,6 @@ class Gate:
 
     def __repr__(self):
         return f"Gate({self.name!r} of {type(self._model).__name__})"
-
-
-@functools.partial(jax.jit, static_argnames="core")
-def _rates_of(core: Model, params, vs):
-    return jax.vmap(core.rates, in_axes=(0, None))(vs, params)
-
-
-@functools.partial(jax.jit, static_argnames="core")
-def _currents_of(core: Model, params, v, x):
-    return jax.vmap(core.currents, in_axes=(0, 0, None))(v, x, params)
 
 
 def _span(trange) -> tuple[float, float]:
@@ -197,7 +189,7 @@ class _Base:
         shape = arrays[0].shape
         v = jnp.asarray(arrays[0].ravel())
         x = jnp.stack([jnp.asarray(a.ravel()) for a in arrays[1:]], axis=1)
-        out = np.asarray(_currents_of(self._core, self.params, v, x))
+        out = np.asarray(currents_over(self._core, self.params, v, x))
         return out.T.reshape((3, *shape))
 
     def Ina(self, V, m, h):

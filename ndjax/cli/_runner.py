@@ -92,7 +92,7 @@ class RunDir:
         return p
 
     def save_figure(self, name: str, fig: Any, dpi: int = 120) -> Path:
-        from . import plot
+        from .. import plot
 
         p = self.file(name)
         fig.savefig(p, dpi=dpi)
@@ -151,7 +151,7 @@ class BuiltModel:
 
 
 def _stimulus(inp: dict):
-    from ._stimulus import constant, pulses, step
+    from .._stimulus import constant, pulses, step
 
     if inp["type"] == "constant":
         return constant(inp["amplitude"])
@@ -172,10 +172,10 @@ def build_model(m: dict) -> BuiltModel:
     """
     import jax.numpy as jnp
 
-    from . import plot
-    from ._hh import hh_params
-    from ._neurodyn import chip_params, nd_chip, sample_mismatch
-    from ._simulate import HH, NEURODYN
+    from .. import plot
+    from .._simulate import HH, NEURODYN
+    from ..models._hh import hh_params
+    from ..models._neurodyn import chip_params, nd_chip, sample_mismatch
 
     p = m["params"]
     stim = _stimulus(m["input"])
@@ -234,9 +234,9 @@ def _run_simulate(cfg: dict, built: list[BuiltModel], run: RunDir) -> bool:
     """Solve each model, detect spikes, save results, traces and figures."""
     import numpy as np
 
-    from . import plot
-    from ._analysis import spike_times
-    from ._simulate import simulate
+    from .. import plot
+    from .._analysis import spike_times
+    from .._simulate import simulate
 
     s = cfg["solver"]
     solver = _solvers()[s["name"]]()
@@ -344,7 +344,7 @@ def _say(message: str) -> None:
 
 def fit_targets(target: dict, chip: dict) -> list:
     """The time-scale candidates (``ndjax.make_targets``) of a validated ``[target]`` and ``[chip]``."""
-    from . import _e2e
+    from ..fit import _e2e
 
     return _e2e.make_targets(
         speedup=chip["speedup"],
@@ -379,7 +379,7 @@ def resolve_fit_currents(cfg: dict, target: Any) -> list[float]:
     """``currents.fit``, with ``"auto"`` chosen from the target's HH F-I curve up to the largest
     ``currents.evaluate`` (``ndjax._e2e.auto_currents``); at least ``MIN_HELD_OUT`` evaluation
     currents must stay unseen (a :class:`ConfigError` otherwise)."""
-    from . import _e2e
+    from ..fit import _e2e
     from ._config import MIN_HELD_OUT
 
     fit, evaluate = cfg["currents"]["fit"], cfg["currents"]["evaluate"]
@@ -453,8 +453,9 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
     """Fit the words, write words.json, evaluate both word sets, write metrics and figures."""
     import numpy as np
 
-    from . import _e2e, plot
-    from ._words_io import save_words
+    from .. import plot
+    from .._words_io import save_words
+    from ..fit import _e2e
 
     for note in notes:
         print(f"  note: {note}", flush=True)
@@ -662,7 +663,7 @@ register_experiment("fit", prepare_fit)
 
 
 def _versions(cfg: dict, argv: list[str]) -> dict:
-    from . import __version__
+    from .._version import __version__
 
     def version(pkg: str) -> str | None:
         try:
@@ -704,7 +705,7 @@ def _default_out(config_path: Path) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="ndjax",
@@ -822,10 +823,10 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
     """``kind = "mismatch"``: read the words file, build one :class:`ndjax._mismatch.Study` per sigma."""
     import numpy as np
 
-    from . import _mismatch
-    from ._e2e import Target
-    from ._neurodyn import NDWords, nd_biases, nd_chip
-    from ._words_io import WordsFileError, load_words
+    from .._words_io import WordsFileError, load_words
+    from ..fit._e2e import Target
+    from ..models._neurodyn import NDWords, nd_biases, nd_chip
+    from ..studies import _mismatch
 
     words_path = cfg["chip"]["words"]
     target = None
@@ -927,8 +928,8 @@ def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tupl
     largest current) and a quarter of that height as hysteresis."""
     import numpy as np
 
-    from ._neurodyn import NDChip, chip_params, nd_constants, nominal_mismatch
-    from ._simulate import NEURODYN, simulate
+    from .._simulate import NEURODYN, simulate
+    from ..models._neurodyn import NDChip, chip_params, nd_constants, nominal_mismatch
 
     chip = NDChip(words, biases, nominal_mismatch(), nd_constants())
     i_max = float(currents[int(np.argmax(np.abs(currents)))])
@@ -944,7 +945,7 @@ def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tupl
 def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
     import numpy as np
 
-    from . import _mismatch
+    from ..studies import _mismatch
 
     n = res["behaves"].size
     failed = np.flatnonzero((res["status"] != 0).any(axis=1))
@@ -1003,7 +1004,8 @@ def _run_mismatch(
 ) -> bool:
     import numpy as np
 
-    from . import _mismatch, plot
+    from .. import plot
+    from ..studies import _mismatch
 
     comp = cfg["compensation"]
     methods = [m for m in _mismatch.COMPENSATIONS if comp[m]]
@@ -1131,10 +1133,11 @@ def _example_traces(
     import jax.numpy as jnp
     import numpy as np
 
-    from . import _mismatch, plot
-    from ._neurodyn import chip_params
-    from ._simulate import NEURODYN, simulate
-    from ._stimulus import Constant
+    from .. import plot
+    from .._simulate import NEURODYN, simulate
+    from .._stimulus import Constant
+    from ..models._neurodyn import chip_params
+    from ..studies import _mismatch
 
     bad = np.flatnonzero(~arrays["sigma0_behaves"])[: cfg["report"]["example_chips"]]
     if bad.size == 0:

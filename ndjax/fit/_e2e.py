@@ -75,13 +75,32 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._analysis import crossing_times, spike_times
-from ._cmaes import CMAES
-from ._hh import HHParams, hh_params
-from ._neurodyn import NDChip, NDWords, chip_params, nd_biases, nd_constants, nominal_mismatch
-from ._quantize import WORD_RANGES, WORD_SHAPES, quantize_ste
-from ._simulate import HH, NEURODYN, simulate
-from ._stimulus import Constant
+from .._analysis import crossing_times, spike_times
+from .._simulate import HH, NEURODYN, rates_over, simulate
+from .._stimulus import Constant
+from ..models._hh import HHParams, hh_params
+from ..models._neurodyn import (
+    WORD_RANGES,
+    WORD_SHAPES,
+    NDChip,
+    NDWords,
+    chip_params,
+    nd_biases,
+    nd_constants,
+    nominal_mismatch,
+    quantize_ste,
+    word_units,
+)
+from ._classical import (
+    analog_e,
+    analog_g,
+    analog_ib,
+    chip_current,
+    classical_fit,
+    fit_centres,
+    host_constants,
+)
+from ._search import CMAES
 
 __all__ = [
     "Target",
@@ -98,8 +117,6 @@ __all__ = [
     "fi_curves",
 ]
 
-C_HH = 1e-6  # F/cm^2 (1 uF/cm^2)
-C_BASE = 4e-12  # F, C_ND before capacitance_scaling
 MAX_SPIKES = 24
 
 
@@ -138,7 +155,7 @@ class Target:
 
     def chip_current(self, i0):
         """Chip current (A) for an HH current density ``i0`` (A/cm^2)."""
-        return i0 * self.scl_v * self.scl_t * C_BASE * self.capacitance_scaling / C_HH
+        return chip_current(i0, self.scl_v, self.scl_t, host_constants().c_base, self.capacitance_scaling)
 
     @property
     def threshold(self) -> float:
@@ -193,8 +210,6 @@ def make_target(
         ``(target, words)``: the mapping and the unrounded NNLS words (floats,
         clipped to the word ranges).
     """
-    from .compat import FitND, HHModel
-
     if isinstance(i_voltage, str):
         if i_voltage != "auto":
             raise ValueError(
@@ -202,22 +217,29 @@ def make_target(
                 + (" ('search' gives several targets: make_targets)" if i_voltage == "search" else "")
             )
         i_voltage = auto_i_voltage(scl_v)
-    hh = HHModel(gna=gna, gk=gk, gl=gl, Ena=ena, Ek=ek, El=el, scl_v=scl_v, SI_units=True)
-    fit = FitND(hh, capacitance_scaling=capacitance_scaling, I_voltage=i_voltage, I_master=i_master)
-    weights = fit.fitHH()
-    lsb = i_master / 1024
-    if speedup is None:
-        g_word = fit.get_analog_g(np.array([gna, gk, gl]) * 1e-3) / ((0.2 / 0.026) * lsb)
-        speedup = 1023.0 / float(np.max(g_word))
+    consts = host_constants()
+    with jax.enable_x64(True):  # a host-side one-off in float64, like the guide's FitND
+        hh = hh_params(gna=gna, gk=gk, gl=gl, ena=ena, ek=ek, el=el, scl_v=scl_v, si_units=True)
+        ena_si, ek_si = float(hh.e_rev[0]), float(hh.e_rev[1])
+        v_mean = (ek_si + ena_si) / 2
+        vrange = np.arange(ek_si, ena_si / 2, 5e-4).T
+        alpha, beta = (np.asarray(r).T for r in rates_over(HH, hh, jnp.asarray(vrange)))
+        c_ratio = float(hh.c_m) / (consts.c_base * capacitance_scaling)
+        centres = fit_centres(v_mean, i_voltage, consts)
+        g_model = np.array([float(x) for x in hh.g])
+        fit = classical_fit(vrange, alpha, beta, centres, g_model, c_ratio, i_master, consts)
+    g_unit, e_unit, i_unit = word_units(i_master, i_voltage, consts)
     g_si = np.array([gna, gk, gl]) * 1e-3
     e_si = np.array([ena, ek, el]) * 1e-3
-    dib = fit.get_analog_Ib(weights) * speedup / lsb
-    dg = fit.get_analog_g(g_si) * speedup / ((0.2 / 0.026) * lsb)
-    de = fit.get_analog_E(e_si) / ((i_voltage / 1024) * 1.63e6)
+    if speedup is None:
+        speedup = 1023.0 / float(np.max(analog_g(g_si, fit.s, c_ratio) / g_unit))
+    dib = analog_ib(fit.weights, fit.s, consts) * speedup / i_unit
+    dg = analog_g(g_si, fit.s, c_ratio) * speedup / g_unit
+    de = analog_e(e_si, scl_v, v_mean) / e_unit
     target = Target(
         hh=dict(gna=gna, gk=gk, gl=gl, ena=ena, ek=ek, el=el), scl_v=float(scl_v),
-        scl_t=float(speedup * fit.get_scl_t()), capacitance_scaling=float(capacitance_scaling),
-        i_voltage=float(i_voltage), i_master=float(i_master), v_ref=float(v_ref), v_mean=float(fit.Vmean),
+        scl_t=float(speedup * (1.0 / fit.s)), capacitance_scaling=float(capacitance_scaling),
+        i_voltage=float(i_voltage), i_master=float(i_master), v_ref=float(v_ref), v_mean=float(v_mean),
     )  # fmt: skip
     words = NDWords(
         g=jnp.clip(jnp.asarray(dg), 0, 1023),

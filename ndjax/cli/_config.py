@@ -127,9 +127,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._errors import KeyedError
-from ._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB, EXPONENT_SIGMA
-from ._quantize import WORD_RANGES
+from .._checks import KeyedError
+from ..models._neurodyn import DEFAULT_DEREV, DEFAULT_DG, DEFAULT_DIB, EXPONENT_SIGMA, WORD_RANGES
 
 __all__ = [
     "ConfigError",
@@ -1072,7 +1071,7 @@ def _fit_words_default(name: str, cast: Callable[[Any], Any]) -> Derived:
     def fn(scope: Scope) -> Any:
         import inspect
 
-        from . import _e2e
+        from ..fit import _e2e
 
         return cast(inspect.signature(_e2e.fit_words).parameters[name].default)
 

@@ -47,8 +47,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._analysis import spike_mask
-from ._neurodyn import (
+from .._analysis import spike_mask
+from .._simulate import NEURODYN, simulate
+from .._stimulus import Constant
+from ..models._neurodyn import (
     EXPONENT_SIGMA,
     Mismatch,
     NDBiases,
@@ -58,8 +60,6 @@ from ._neurodyn import (
     nd_constants,
     sample_mismatch,
 )
-from ._simulate import NEURODYN, simulate
-from ._stimulus import Constant
 
 __all__ = [
     "Study",
@@ -136,7 +136,7 @@ class Study:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-        from ._quantize import check_words
+        from ..models._neurodyn import check_words
 
         for name, value in (("dg", self.words.g), ("dErev", self.words.e_rev), ("dIb", self.words.i_b)):
             check_words(name, np.asarray(value))  # shape, integer values, range: raises naming the word
@@ -155,7 +155,7 @@ class Study:
 
     def template(self, words: NDWords | None = None) -> NDChip:
         """The nominal chip (or the nominal chip with other words)."""
-        from ._neurodyn import nominal_mismatch
+        from ..models._neurodyn import nominal_mismatch
 
         return NDChip(self.words if words is None else words, self.biases, nominal_mismatch(), nd_constants())
 
@@ -456,7 +456,7 @@ def responses_grid(
 
 def nominal_reference(study: Study) -> Responses:
     """The nominal (mismatch-free) chip at every current: arrays of shape (C,)."""
-    from ._neurodyn import nominal_mismatch
+    from ..models._neurodyn import nominal_mismatch
 
     r = responses_grid(study, broadcast_words(study.words, 1), broadcast_words(nominal_mismatch(), 1))
     return Responses(*(x[0, 0] for x in r))
@@ -464,7 +464,7 @@ def nominal_reference(study: Study) -> Responses:
 
 def hh_reference(study: Study, target) -> Responses:
     """The HH target (an :class:`ndjax.Target`) at the study's currents, on the chip's time axis."""
-    from ._e2e import _hh_voltages
+    from ..fit._e2e import _hh_voltages
 
     i0 = np.asarray(study.currents) / target.chip_current(1.0)  # back to A/cm^2
     v, ok = _hh_voltages(target.hh_params(), jnp.asarray(i0), jnp.asarray(study.ts))
@@ -548,7 +548,7 @@ def compensate_rebalance(study: Study, mismatch: Mismatch, ref: Responses, facto
 
 def inverse_words(words: NDWords, mismatch: Mismatch) -> NDWords:
     """Each word divided by its chip's mismatch factor, rounded and clipped to its range (batched)."""
-    from ._quantize import WORD_RANGES
+    from ..models._neurodyn import WORD_RANGES
 
     def fix(w, f, name):
         lo, hi = WORD_RANGES[name]
@@ -571,13 +571,13 @@ def word_changes(new: NDWords, old: NDWords) -> np.ndarray:
 
 
 def _flat_words(w: NDWords) -> jax.Array:
-    from ._e2e import _flat
+    from ..fit._e2e import _flat
 
     return _flat(w)
 
 
 def _unflat_words(x) -> NDWords:
-    from ._e2e import _unflat
+    from ..fit._e2e import _unflat
 
     return _unflat(x)
 
@@ -600,7 +600,7 @@ def _retune_loss(
 ):
     """One chip: words ``w0 * exp(theta)`` rounded (straight-through), relative rate errors at every
     current (interpolated first and last spike times make the rate differentiable)."""
-    from ._e2e import _quantize
+    from ..fit._e2e import _quantize
 
     words = _quantize(_unflat_words(w0 * jnp.exp(theta)))
     chip = NDChip(words, biases, mismatch, nd_constants(), digital=True)
@@ -649,7 +649,7 @@ def _score(count, rate, ref: Responses) -> np.ndarray:
 def _es_candidates(w_start, theta, chips, generation, seed, es_sigma, *, population: int):
     """Rounded candidate words (n, P, 48) around each chip's factors ``theta`` (n, 13), and the
     candidate factors (n, P, 13); chip ``chips[i]``'s draws depend only on (seed, chip, generation)."""
-    from ._e2e import _apply_factors, _quantize
+    from ..fit._e2e import _apply_factors, _quantize
 
     key = jax.random.fold_in(jax.random.key(seed), 0x5EED)
 
@@ -805,7 +805,7 @@ def retune(
 
 @jax.jit
 def _rounded(flat):
-    from ._e2e import _quantize
+    from ..fit._e2e import _quantize
 
     return jax.vmap(lambda x: _flat_words(_quantize(_unflat_words(x))))(flat)
 
@@ -957,7 +957,7 @@ def run_study(
     """
     from pathlib import Path
 
-    from ._progress import Progress
+    from .._progress import Progress
 
     if n_chips < 1 or chunk < 1:
         raise ValueError(f"n_chips and chunk must be positive, got {n_chips} and {chunk}")
@@ -1050,7 +1050,7 @@ WORD_OFFSET = 10.0
 
 def _robust_candidates(w0: NDWords, thetas, space: str) -> NDWords:
     """Rounded candidate words (P, ...) for the parameters ``thetas`` (P, 13 or 48)."""
-    from ._e2e import _apply_factors, _quantize
+    from ..fit._e2e import _apply_factors, _quantize
 
     if space == "factors":
         return jax.vmap(lambda t: _quantize(_apply_factors(w0, t)))(jnp.asarray(thetas))
@@ -1114,7 +1114,7 @@ def robust_words(
     history = [best]
     es = None
     if search == "cmaes" or (search == "auto" and space == "words"):
-        from ._cmaes import CMAES
+        from ..fit._search import CMAES
 
         es = CMAES(dim, max(population, 2), es_sigma, restarts=1, seed=study.seed)
     for g in range(generations):

@@ -28,12 +28,19 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from ._hh import gate_derivative
-from ._math import logistic, safe_pow
+from .._math import clip_ste, logistic, round_ste, safe_pow
+from ._kinetics import gate_derivative
 
 __all__ = [
+    "word_units",
+    "physical_to_words",
+    "WORD_RANGES",
+    "WORD_SHAPES",
+    "check_words",
+    "quantize_ste",
     "NDConstants",
     "NDBiases",
     "NDWords",
@@ -56,6 +63,65 @@ __all__ = [
     "DEFAULT_DEREV",
     "DEFAULT_DIB",
 ]
+
+#: Inclusive integer range of each word kind.
+WORD_RANGES = {"dg": (0, 1023), "dErev": (-1023, 1023), "dIb": (0, 1023)}
+#: Shape of each word kind: dIb is [gate m,h,n][alpha,beta][sigmoid].
+WORD_SHAPES = {"dg": (3,), "dErev": (3,), "dIb": (3, 2, 7)}
+
+
+def check_words(name: str, value, digital: bool = True) -> np.ndarray:
+    """Validate one word array; return it as float64 NumPy.
+
+    Args:
+        name: ``"dg"``, ``"dErev"`` or ``"dIb"`` (used in messages).
+        value: array-like of the word's shape.
+        digital: if True the entries must be integers within ``WORD_RANGES``;
+            if False they are physical values and only need to be finite
+            (and non-negative for ``dg`` and ``dIb``).
+
+    Raises:
+        ValueError: wrong shape, non-finite, non-integer or out-of-range entries.
+        TypeError: non-numeric input.
+    """
+    shape = WORD_SHAPES[name]
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be numeric with shape {shape}, got {value!r}") from err
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} must be finite; entry {tuple(int(i) for i in bad)} is {arr[tuple(bad)]}")
+    if digital:
+        lo, hi = WORD_RANGES[name]
+        if np.any(arr != np.round(arr)):
+            bad = np.argwhere(arr != np.round(arr))[0]
+            raise ValueError(
+                f"{name} must hold integer words; entry {tuple(int(i) for i in bad)} is "
+                f"{arr[tuple(bad)]} (pass digital_values=False for physical values)"
+            )
+        if np.any((arr < lo) | (arr > hi)):
+            bad = np.argwhere((arr < lo) | (arr > hi))[0]
+            raise ValueError(
+                f"{name} words must lie in {lo}..{hi}; entry {tuple(int(i) for i in bad)} is "
+                f"{int(arr[tuple(bad)])}"
+            )
+    elif name != "dErev" and np.any(arr < 0):
+        bad = np.argwhere(arr < 0)[0]
+        raise ValueError(
+            f"{name} physical values must be non-negative; entry {tuple(int(i) for i in bad)} is "
+            f"{arr[tuple(bad)]}"
+        )
+    return arr
+
+
+def quantize_ste(x: jax.Array, name: str) -> jax.Array:
+    """Relaxed words -> integer-valued words in range (forward), identity (backward)."""
+    lo, hi = WORD_RANGES[name]
+    return round_ste(clip_ste(x, lo, hi))
+
 
 #: Nominal gate powers (p, q, r).
 ND_EXPONENTS = (3.0, 1.0, 4.0)
@@ -252,18 +318,44 @@ def sigmoid_centres(biases: NDBiases, consts: NDConstants) -> jax.Array:
     return biases.v_ref + (j - 3) * 2 * consts.r_centre * biases.i_voltage / 7
 
 
+def word_units(i_master, i_voltage, consts):
+    """One LSB of each word kind in physical units (the DACs, SPEC 2): ``(g_unit, e_unit, i_unit)``.
+
+        g   = dg (kappa_lin / V_T) (I_master / 1024)     S per LSB
+        E   = dE (I_voltage / 1024) R_rev + V_ref        V per LSB (of E - V_ref)
+        I_b = dIb I_master / 1024                        A per LSB
+
+    Args:
+        i_master, i_voltage: the biases (A); floats or arrays.
+        consts: an :class:`NDConstants` (or anything with ``kappa_lin v_t r_rev``).
+    """
+    g_unit = (consts.kappa_lin / consts.v_t) * (i_master / 1024)
+    return g_unit, (i_voltage / 1024) * consts.r_rev, i_master / 1024
+
+
+def physical_to_words(g, e_offset, i_b, i_master, i_voltage, consts):
+    """Physical values -> (unrounded) words, the inverse of :func:`word_units`' maps.
+
+    Args:
+        g: (3,) maximal conductances, S.
+        e_offset: (3,) reversal offsets ``E - V_ref``, V.
+        i_b: (3, 2, 7) sigmoid weights, A.
+        i_master, i_voltage, consts: as :func:`word_units`.
+
+    Returns:
+        ``(dg, dErev, dIb)`` in LSBs, not rounded or clipped.
+    """
+    g_unit, e_unit, i_unit = word_units(i_master, i_voltage, consts)
+    return g / g_unit, e_offset / e_unit, i_b / i_unit
+
+
 def chip_params(chip: NDChip) -> NDParams:
     """Physical parameters of a chip: words through the DACs, times the mismatch.
 
     Differentiable in the (relaxed) words, the biases and the mismatch.
     """
     w, b, mm, c = chip.words, chip.biases, chip.mismatch, chip.consts
-    if chip.digital:
-        g_unit = (c.kappa_lin / c.v_t) * (b.i_master / 1024)
-        e_unit = (b.i_voltage / 1024) * c.r_rev
-        i_unit = b.i_master / 1024
-    else:
-        g_unit = e_unit = i_unit = 1.0
+    g_unit, e_unit, i_unit = word_units(b.i_master, b.i_voltage, c) if chip.digital else (1.0, 1.0, 1.0)
     return NDParams(
         g=w.g * g_unit * mm.g,
         e_rev=w.e_rev * e_unit * mm.e_rev + b.v_ref,
@@ -316,8 +408,6 @@ def nd_vector_field(t: jax.Array, y: jax.Array, args) -> jax.Array:
 
 
 def _positive_scalar(name: str, value, lo: float = 0.0, hi: float = float("inf")) -> float:
-    import numpy as np
-
     arr = np.asarray(value, dtype=float)
     if arr.shape != () or not np.isfinite(arr) or not lo < arr <= hi:
         rng = f"({lo}, {hi}]" if hi != float("inf") else f"> {lo}"
@@ -354,8 +444,6 @@ def nd_chip(
         ValueError: a word of the wrong shape, non-integer, out of range or
             non-finite; a bias that is not finite or out of its range.
     """
-    from ._quantize import check_words
-
     words = NDWords(
         g=jnp.asarray(check_words("dg", dg, digital)),
         e_rev=jnp.asarray(check_words("dErev", de_rev, digital)),

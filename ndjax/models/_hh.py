@@ -20,7 +20,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ._math import exprel, logistic
+from .._math import exprel, logistic
+from ._kinetics import gate_derivative
 
 __all__ = [
     "GateKinetics",
@@ -185,11 +186,6 @@ def hh_currents(v: jax.Array, x: jax.Array, params: HHParams) -> jax.Array:
     m, h, n = x[0], x[1], x[2]
     open_frac = jnp.stack([m**p * h**q, n**r, jnp.ones_like(m)])
     return params.g * open_frac * (v - params.e_rev)
-
-
-def gate_derivative(x: jax.Array, alpha: jax.Array, beta: jax.Array) -> jax.Array:
-    """dx/dt = alpha (1 - x) - beta x, elementwise."""
-    return alpha * (1 - x) - beta * x
 
 
 def hh_vector_field(t: jax.Array, y: jax.Array, args) -> jax.Array:
