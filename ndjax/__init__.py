@@ -21,6 +21,7 @@ from ._stimulus import constant as constant
 from ._stimulus import pulses as pulses
 from ._stimulus import sampled as sampled
 from ._stimulus import step as step
+from ._version import __version__ as __version__
 from ._words_io import load_words as load_words
 from ._words_io import save_words as save_words
 from .compat import FitND as FitND
@@ -55,5 +56,3 @@ from .models._neurodyn import nd_vector_field as nd_vector_field
 from .models._neurodyn import nominal_mismatch as nominal_mismatch
 from .models._neurodyn import sample_mismatch as sample_mismatch
 from .models._neurodyn import sigmoid_centres as sigmoid_centres
-
-from ._version import __version__ as __version__

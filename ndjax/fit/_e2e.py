@@ -100,6 +100,7 @@ from ._classical import (
     fit_centres,
     host_constants,
 )
+from ._loop import KeepBest, adam, init_optimizer, optax_step
 from ._search import CMAES
 
 __all__ = [
@@ -823,20 +824,16 @@ def _word_scores(template: NDChip, flat_words, data: _Data) -> jax.Array:
     return jax.vmap(lambda x: _score(_with_words(template, _quantize(_unflat(x))), data))(flat_words)
 
 
-#: Adam with its step size as state, so one compiled step serves every learning rate.
-_ADAM = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
+def _grad_loss(words: NDWords, fixed) -> tuple[jax.Array, None]:
+    template, data = fixed
+    return _loss(_with_words(template, _quantize(words)), data), None
 
 
-@jax.jit
-def _grad_step(template: NDChip, words: NDWords, state, trust: NDWords, data: _Data):
-    loss, grads = jax.value_and_grad(lambda w: _loss(_with_words(template, _quantize(w)), data))(words)
-    grads = jax.tree.map(lambda g, m: g * m, grads, trust)
-    updates, state = _ADAM.update(grads, state, words)
-    w = optax.apply_updates(words, updates)
-    w = NDWords(
+def _in_word_box(w: NDWords) -> NDWords:
+    """Relaxed words within half an LSB of their ranges (each still rounds into range)."""
+    return NDWords(
         jnp.clip(w.g, -0.49, 1023.49), jnp.clip(w.e_rev, -1023.49, 1023.49), jnp.clip(w.i_b, -0.49, 1023.49)
     )
-    return w, state, loss
 
 
 class FitOutcome(NamedTuple):
@@ -1108,26 +1105,27 @@ def fit_words(
     #    small rate word can silence the chip, which no gradient foresees: those are
     #    left to the integer polish)
     t0 = time.perf_counter()
-    state = _ADAM.init(words)
-    state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, dtype=jnp.result_type(float))
-    trust = jax.tree.map(lambda x: (jnp.abs(jnp.round(x)) >= grad_min_word).astype(x.dtype), words)
+    optim = adam()
+    state = init_optimizer(optim, words, learning_rate)
+    trust = jax.tree.map(lambda x: jnp.abs(jnp.round(x)) >= grad_min_word, words)
     template = target.chip(words)
 
     def score_words(w):
         return _word_scores(template, _flat(w)[None], data)[0]
 
-    best_words, best = words, float(score_words(words))
-    history["grad_score"] = [best]
+    keep = KeepBest(words, float(score_words(words)))
+    history["grad_score"] = [keep.score]
     for i in range(grad_steps):
-        words, state, loss = _grad_step(template, words, state, trust, data)
+        words, state, loss, _ = optax_step(_grad_loss, optim, words, state, (template, data), trust,
+                                           project=_in_word_box)  # fmt: skip
         history["grad"].append(float(loss))
         if i % 3 == 2 or i == grad_steps - 1:  # the loss is rugged: keep the best rounded chip seen
             s = float(score_words(words))
             history["grad_score"].append(s)
-            if s < best:
-                best, best_words = s, words
+            keep.offer(words, s)
         if i % 20 == 19 or i == grad_steps - 1:
-            say(f"[gradient] step {i + 1}/{grad_steps}: loss {float(loss):.4f}, best score {best:.3f}")
+            say(f"[gradient] step {i + 1}/{grad_steps}: loss {float(loss):.4f}, best score {keep.score:.3f}")  # noqa: E501
+    best_words = keep.value
     seconds["gradient"] = time.perf_counter() - t0
 
     # 3. integer polish from several starts (the gradient stage's best chip and the next
