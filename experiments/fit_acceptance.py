@@ -47,7 +47,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)  # an entry point: float64 before ndjax computes anything
 
-from ndjax.cli._config import load_config  # noqa: E402
+from ndjax.cli._config import fit_settings, load_config  # noqa: E402
 from ndjax.cli._runner import fit_targets, resolve_fit_currents  # noqa: E402
 from ndjax.fit import _e2e  # noqa: E402
 
@@ -177,7 +177,7 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
         seed=settings["seed"],
         progress=lambda msg: say(f"    {msg}"),
         alternatives=pairs[1:],
-        **opt,
+        settings=fit_settings(opt),
     )
     target = outcome.target  # the time scale the calibration kept
     t_fit = time.perf_counter() - t0

@@ -10,6 +10,7 @@ import ndjax as nd
 from ndjax._analysis import crossing_times
 from ndjax._math import clip_ste, round_ste
 from ndjax.fit import _e2e as E
+from ndjax.fit._settings import CalibrateSettings, FitSettings, GradientSettings, PolishSettings
 from ndjax.models._neurodyn import quantize_ste
 
 
@@ -74,9 +75,12 @@ def test_short_fit_lowers_its_objective_and_returns_words_in_range():
     target, words0 = E.make_target()
     # retry_above 0: the whole fit runs again with the next seed and the better one is kept
     # es_extend_above 0: the calibration goes on by 2 generations while that gains 5%, to 8 at most
-    out = E.fit_words(target, words0, [0.0, 10.0, 20.0], t_hh_ms=40.0, n_save=800, es_generations=4,
-                      es_population=8, grad_steps=3, polish_sweeps=2, retry_above=0.0, retries=1,
-                      es_extend=2, es_extend_above=0.0, es_extend_max=1.0, progress=None)  # fmt: skip
+    settings = FitSettings(
+        n_save=800, retry_above=0.0, retries=1,
+        calibrate=CalibrateSettings(generations=4, population=8, extend=2, extend_above=0.0, extend_max=1.0),
+        gradient=GradientSettings(steps=3), polish=PolishSettings(sweeps=2),
+    )  # fmt: skip
+    out = E.fit_words(target, words0, [0.0, 10.0, 20.0], t_hh_ms=40.0, settings=settings, progress=None)
     es = out.history["es"]
     assert len(es) - 1 in (6, 8)
     assert (es[6] > 0.95 * es[4]) == (len(es) - 1 == 6)  # stopped after an extension that gained < 5%
@@ -103,8 +107,9 @@ def test_compat_fit_end_to_end_maps_the_guides_objects_onto_the_fit():
     # classic units at scl_t 1, with FitND's biases; no stage runs, so the NNLS words come back rounded
     hh = HHModel(gna=132, scl_v=2.5, scl_t=2.0, SI_units=True)
     out = FitND(hh, I_voltage=150e-9).fit_end_to_end(
-        [0.0, 10.0, 20.0], t_hh_ms=40.0, n_save=800, es_generations=0, grad_steps=0, polish_sweeps=0,
-        retries=0, progress=None,
+        [0.0, 10.0, 20.0], t_hh_ms=40.0, progress=None,
+        settings=FitSettings(n_save=800, retries=0, calibrate=CalibrateSettings(generations=0),
+                             gradient=GradientSettings(steps=0), polish=PolishSettings(sweeps=0)),
     )  # fmt: skip
     fit = out["outcome"]
     target = fit.target
@@ -268,5 +273,5 @@ def test_auto_currents_follow_the_targets_onset():
         E.auto_currents(guide, top=0.0)
     with pytest.raises(ValueError, match="fit_words: currents_ua must be a list of currents or 'auto'"):
         E.fit_words(guide, _, "some", progress=None)
-    with pytest.raises(ValueError, match="retries >= 0"):
-        E.fit_words(guide, _, [0.0], retries=-1, progress=None)
+    with pytest.raises(ValueError, match="retries must be >= 0"):
+        E.fit_words(guide, _, [0.0], settings=FitSettings(retries=-1), progress=None)

@@ -17,6 +17,7 @@ from ndjax._words_io import WordsFileError, load_words, save_words, validate_wor
 from ndjax.cli import _config, _runner
 from ndjax.cli._config import ConfigError, dump_toml, load_config, validate_config
 from ndjax.fit import _e2e
+from ndjax.fit._settings import FitSettings
 from ndjax.models import _neurodyn as _quantize
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -190,11 +191,11 @@ def test_defaults_filled():
         "fit": "auto",
         "evaluate": [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0],
     }
-    # the optimizer follows fit_words's defaults, with their types
-    fit_sig = inspect.signature(_e2e.fit_words).parameters
+    # the optimizer follows FitSettings's defaults, with their types
+    assert _config.fit_settings(cfg["optimizer"]) == FitSettings()
     for key, value in cfg["optimizer"].items():
         want = int if _config.FIT_OPTIMIZER.fields[key].type == "int" else float
-        assert value == fit_sig[key].default and type(value) is want, key
+        assert type(value) is want, key
     assert cfg["report"] == {
         "n_save": 6000,
         "trace_currents": [0.0, 5.0, 12.5, 20.0],
@@ -207,9 +208,10 @@ def test_defaults_filled():
     assert few["report"]["trace_currents"] == [1.0, 3.0, 9.0]
 
 
-def test_every_optimizer_key_is_a_fit_words_keyword():
-    params = inspect.signature(_e2e.fit_words).parameters
-    assert set(_config.FIT_OPTIMIZER.fields) <= set(params)
+def test_every_optimizer_key_is_a_fit_settings_field():
+    assert set(_config.FIT_OPTIMIZER.fields) == set(_config.OPTIMIZER_FIELDS)
+    for stage, field in _config.OPTIMIZER_FIELDS.values():
+        assert hasattr(FitSettings() if stage is None else getattr(FitSettings(), stage), field)
 
 
 def test_fit_hh_is_valid_explicit_and_round_trips():

@@ -1064,18 +1064,55 @@ FIT_CURRENTS = Table(
 )
 
 
+#: ``[optimizer]`` key -> (stage, field) of :class:`ndjax.fit.FitSettings` (stage None: the top level).
+OPTIMIZER_FIELDS = {
+    "es_generations": ("calibrate", "generations"),
+    "es_population": ("calibrate", "population"),
+    "es_sigma": ("calibrate", "sigma"),
+    "es_restarts": ("calibrate", "restarts"),
+    "es_screen": ("calibrate", "screen"),
+    "es_extend": ("calibrate", "extend"),
+    "es_extend_above": ("calibrate", "extend_above"),
+    "es_extend_max": ("calibrate", "extend_max"),
+    "grad_steps": ("gradient", "steps"),
+    "learning_rate": ("gradient", "learning_rate"),
+    "grad_min_word": ("gradient", "min_word"),
+    "polish_sweeps": ("polish", "sweeps"),
+    "polish_combine": ("polish", "combine"),
+    "polish_starts": ("polish", "starts"),
+    "retry_above": (None, "retry_above"),
+    "retries": (None, "retries"),
+    "sub_weight": (None, "sub_weight"),
+    "n_save": (None, "n_save"),
+}
+
+
+def fit_settings(optimizer: Mapping[str, Any]):
+    """The :class:`ndjax.fit.FitSettings` of a validated ``[optimizer]`` table."""
+    from ..fit._settings import FitSettings
+
+    top = {f: optimizer[k] for k, (stage, f) in OPTIMIZER_FIELDS.items() if stage is None}
+    base = FitSettings()
+    stages = {
+        stage: dataclasses.replace(
+            getattr(base, stage), **{f: optimizer[k] for k, (s, f) in OPTIMIZER_FIELDS.items() if s == stage}
+        )
+        for stage in ("calibrate", "gradient", "polish")
+    }
+    return dataclasses.replace(base, **top, **stages)
+
+
 def _fit_words_default(name: str, cast: Callable[[Any], Any]) -> Derived:
-    """The default of ``ndjax._e2e.fit_words``'s keyword ``name``, so a config that leaves it out
-    follows the optimizer (the written ``config.toml`` records the value used)."""
+    """The default of ``[optimizer]`` key ``name``: the field of :class:`ndjax.fit.FitSettings`."""
 
     def fn(scope: Scope) -> Any:
-        import inspect
+        from ..fit._settings import FitSettings
 
-        from ..fit import _e2e
+        stage, field = OPTIMIZER_FIELDS[name]
+        settings = FitSettings() if stage is None else getattr(FitSettings(), stage)
+        return cast(getattr(settings, field))
 
-        return cast(inspect.signature(_e2e.fit_words).parameters[name].default)
-
-    return Derived(fn, f"fit_words's default {name}")
+    return Derived(fn, f"FitSettings's default {name}")
 
 
 FIT_OPTIMIZER = Table(

@@ -40,7 +40,7 @@ from typing import Any
 
 import jax
 
-from ._config import ConfigError, dump_toml, load_config
+from ._config import ConfigError, dump_toml, fit_settings, load_config
 
 __all__ = [
     "main",
@@ -479,7 +479,7 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
         words0,
         fit_currents,
         t_hh_ms=span,
-        **opt,  # every [optimizer] key is a fit_words keyword (tested)
+        settings=fit_settings(opt),
         seed=cfg["seed"],
         progress=_say,
         alternatives=pairs[1:],

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..fit import _classical as F
+from ..fit._settings import FitSettings
 from ..models._kinetics import sigmoid_sum
 from ..models._neurodyn import word_units
 from ._models import HHModel, _x64
@@ -169,7 +170,8 @@ class FitND:
         capacitance_scaling: float | None = None,
         speedup: float | str = "conductance",
         progress=print,
-        **settings,
+        settings: FitSettings | None = None,
+        seed: int = 0,
     ) -> dict:
         """Integer words that make the chip spike like the model (``ndjax._e2e.fit_words``).
 
@@ -192,7 +194,8 @@ class FitND:
                 time scale for that capacitance and keeps the better; a number is a factor
                 over FitND's time scale.
             progress: called with progress lines (``None``: silent).
-            **settings: passed to :func:`ndjax._e2e.fit_words`.
+            settings: the fit's settings (:class:`ndjax.fit.FitSettings`; ``None``: its defaults).
+            seed: seeds the calibration.
 
         Returns:
             A dict like ``words.json``: ``dg``, ``dErev``, ``dIb`` (integer arrays),
@@ -212,7 +215,7 @@ class FitND:
             **({} if capacitance_scaling is None else {"capacitance_scaling": capacitance_scaling}),
         )  # fmt: skip
         out = _e2e.fit_words(*pairs[0], currents, t_hh_ms=t_hh_ms, progress=progress, alternatives=pairs[1:],
-                             **settings)  # fmt: skip
+                             settings=settings or FitSettings(), seed=seed)  # fmt: skip
         target = out.target
         dg, de, dib = out.words
         return dict(dg=dg, dErev=de, dIb=dib, V_ref=V_ref, I_voltage=self.I_voltage, I_master=self.I_master,

@@ -73,9 +73,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._analysis import crossing_times, spike_times
+from .._settings import check_settings
 from .._simulate import HH, NEURODYN, rates_over, simulate
 from .._stimulus import Constant
 from ..models._hh import HHParams, hh_params
@@ -102,6 +102,7 @@ from ._classical import (
 )
 from ._loop import KeepBest, adam, init_optimizer, optax_step
 from ._search import CMAES
+from ._settings import FitSettings
 
 __all__ = [
     "Target",
@@ -909,6 +910,50 @@ def fit_words(
     currents_ua: Sequence[float] | str = "auto",
     *,
     t_hh_ms: float = 100.0,
+    settings: FitSettings | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = print,
+    alternatives: Sequence[tuple[Target, NDWords]] = (),
+) -> FitOutcome:
+    """Find integer words that make the chip spike like the HH target (module docstring).
+
+    Args:
+        target, words0: from :func:`make_target` (``words0`` the analog NNLS words).
+        currents_ua: training currents (uA/cm^2), or ``"auto"``: chosen from the target's HH
+            F-I curve by :func:`auto_currents`.
+        t_hh_ms: span of each current, ms of HH time.
+        settings: every knob of the stages (:class:`FitSettings`, whose fields document them;
+            ``None``: its defaults).
+        seed: seeds the CMA-ES runs (a retry uses the next seeds).
+        progress: called with one-line reports (``None``: silent).
+        alternatives: more ``(target, words0)`` pairs (:func:`make_targets`), screened by the
+            calibration; the best goes on.
+
+    Returns:
+        :class:`FitOutcome` (its ``target`` is the one kept).
+    """
+    settings = FitSettings() if settings is None else settings
+    problems = check_settings(settings)
+    if problems:
+        raise ValueError("fit_words: invalid settings: " + "; ".join(m for _, m in problems))
+    c, g, p = settings.calibrate, settings.gradient, settings.polish
+    return _fit_words_flat(
+        target, words0, currents_ua, t_hh_ms=t_hh_ms, n_save=settings.n_save,
+        es_generations=c.generations, es_population=c.population, es_sigma=c.sigma, es_restarts=c.restarts,
+        es_screen=c.screen, es_extend=c.extend, es_extend_above=c.extend_above, es_extend_max=c.extend_max,
+        grad_steps=g.steps, learning_rate=g.learning_rate, grad_min_word=g.min_word,
+        polish_sweeps=p.sweeps, polish_combine=p.combine, polish_starts=p.starts, seed=seed,
+        retry_above=settings.retry_above, retries=settings.retries, sub_weight=settings.sub_weight,
+        progress=progress, alternatives=alternatives,
+    )  # fmt: skip
+
+
+def _fit_words_flat(
+    target: Target,
+    words0: NDWords,
+    currents_ua: Sequence[float] | str = "auto",
+    *,
+    t_hh_ms: float = 100.0,
     n_save: int = 1500,
     es_generations: int = 100,
     es_population: int = 24,
@@ -1199,7 +1244,7 @@ def _maybe_retry(outcome: FitOutcome, arguments: dict, currents_ua: tuple, say) 
         return outcome
     limit = arguments["retry_above"]
     say(f"[retry] final training score {score:.3f} above {limit:g}: the fit again with seed {seed + 1}")
-    again = fit_words(
+    again = _fit_words_flat(
         **{**arguments, "currents_ua": currents_ua, "seed": seed + 1, "retries": arguments["retries"] - 1}
     )
     attempts = attempts + again.history["attempts"]
