@@ -19,6 +19,13 @@ import ndjax
 from ndjax.cli import _runner
 from ndjax.cli._config import ConfigError, parse_config
 from ndjax.studies import _mismatch as M
+from ndjax.studies._settings import (
+    CompensationSettings,
+    OffsetSettings,
+    RebalanceSettings,
+    RetuneSettings,
+    RobustSettings,
+)
 
 # 5 ms of chip time from [0.7, 0, 0, 0]: the default chip peaks at 1.65 ms and 1.82 ms later (SPEC 2),
 # so it fires 2 spikes at 0 nA
@@ -34,14 +41,16 @@ STUDY = M.Study(
     sigma=0.15,
     seed=3,
 )
+OFFSETS = [-1e-10, 1e-10, 2e-10]  # A
 KW = dict(
-    offsets=[-1e-10, 1e-10, 2e-10],
-    factors=[0.9, 1.0, 1.1],
-    retune_steps=1,
-    retune_lr=0.02,
-    retune_generations=2,
-    retune_population=2,
-    robust_options=dict(n_train=3, generations=1, population=2),
+    # offsets as fractions of offset_unit = 1 A: the absolute currents above
+    compensation=CompensationSettings(
+        offset=OffsetSettings(offsets=tuple(OFFSETS)),
+        rebalance=RebalanceSettings(factors=(0.9, 1.0, 1.1)),
+        retune=RetuneSettings(generations=2, population=2, steps=1, learning_rate=0.02),
+        robust=RobustSettings(train_chips=3, generations=1, population=2),
+    ),
+    offset_unit=1.0,
 )
 
 
@@ -277,7 +286,7 @@ def test_rebalance_candidates_ordered_by_change():
 
 def test_offset_compensation_picks_smallest_working_offset(ref):
     mm = M.chip_mismatch(STUDY, np.arange(6))
-    off, r = M.compensate_offset(STUDY, mm, ref, KW["offsets"])
+    off, r = M.compensate_offset(STUDY, mm, ref, OFFSETS)
     grid = M.responses_grid(STUDY, M.broadcast_words(STUDY.words, 6), mm, [0.0, -1e-10, 1e-10, 2e-10])
     ok = M.behaves(grid.count, grid.rate, ref.count, ref.rate, 1, 0.05)  # (6, 4), by |offset|
     for i in range(6):

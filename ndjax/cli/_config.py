@@ -1102,6 +1102,32 @@ def fit_settings(optimizer: Mapping[str, Any]):
     return dataclasses.replace(base, **top, **stages)
 
 
+def compensation_settings(comp: Mapping[str, Any], methods: Iterable[str]):
+    """The :class:`ndjax.studies.CompensationSettings` of a validated ``[compensation]`` table and the
+    methods that run."""
+    from ..studies._settings import (
+        CompensationSettings,
+        OffsetSettings,
+        RebalanceSettings,
+        RetuneSettings,
+        RobustSettings,
+    )
+
+    on = set(methods)
+    return CompensationSettings(
+        offset=OffsetSettings("offset" in on, tuple(comp["offsets"])),
+        rebalance=RebalanceSettings("rebalance" in on, tuple(comp["rebalance_factors"])),
+        retune=RetuneSettings(
+            "retune" in on, comp["retune_generations"], comp["retune_population"], comp["retune_sigma"],
+            comp["retune_steps"], comp["retune_learning_rate"],
+        ),  # fmt: skip
+        robust=RobustSettings(
+            "robust" in on, comp["robust_train_chips"], comp["robust_space"], comp["robust_search"],
+            comp["robust_generations"], comp["robust_population"], comp["robust_sigma"],
+        ),  # fmt: skip
+    )
+
+
 def _fit_words_default(name: str, cast: Callable[[Any], Any]) -> Derived:
     """The default of ``[optimizer]`` key ``name``: the field of :class:`ndjax.fit.FitSettings`."""
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import jax
 
-from ._config import ConfigError, dump_toml, fit_settings, load_config
+from ._config import ConfigError, compensation_settings, dump_toml, fit_settings, load_config
 
 __all__ = [
     "main",
@@ -1035,23 +1035,8 @@ def _run_mismatch(
             chunk=cfg["study"]["chunk"],
             folder=run.path / "chunks" / f"sigma_{i}",
             label=f"sigma {study.sigma:g} ",
-            offsets=np.asarray(comp["offsets"]) * scale,
-            factors=comp["rebalance_factors"],
-            retune_steps=comp["retune_steps"],
-            retune_generations=comp["retune_generations"],
-            retune_population=comp["retune_population"],
-            retune_sigma=comp["retune_sigma"],
-            robust_options=dict(
-                n_train=comp["robust_train_chips"],
-                generations=comp["robust_generations"],
-                population=comp["robust_population"],
-                es_sigma=comp["robust_sigma"],
-                rate_tol=_mismatch.ROBUST_RATE_TOL,
-                space=comp["robust_space"],
-                search=comp["robust_search"],
-            ),
-            retune_lr=comp["retune_learning_rate"],
-            compensations=methods,
+            compensation=compensation_settings(comp, methods),
+            offset_unit=scale,
             mesh=mesh,
             block=cfg["solver"]["block"],
         )

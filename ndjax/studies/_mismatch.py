@@ -60,6 +60,7 @@ from ..models._neurodyn import (
     nd_constants,
     sample_mismatch,
 )
+from ._settings import CompensationSettings
 
 __all__ = [
     "Study",
@@ -935,26 +936,67 @@ def _robust_saved(study: Study, ref: Responses, folder, kw: dict, options: dict 
     return words, history
 
 
+def _chunk_options(study: Study, compensation: CompensationSettings | None, offset_unit: float | None):
+    """The keywords of :func:`study_chunk` and :func:`robust_words` from the settings."""
+    c = CompensationSettings() if compensation is None else compensation
+    if offset_unit is None:
+        offset_unit = float(np.max(np.abs(study.currents))) or 1.0
+    chosen = [name for name in COMPENSATIONS if getattr(c, name).enabled]
+    kw = dict(
+        offsets=np.asarray(c.offset.offsets, dtype=float) * offset_unit,
+        factors=list(c.rebalance.factors),
+        retune_steps=c.retune.steps,
+        retune_lr=c.retune.learning_rate,
+        retune_generations=c.retune.generations,
+        retune_population=c.retune.population,
+        retune_sigma=c.retune.sigma,
+        compensations=chosen,
+    )
+    robust_options = dict(
+        n_train=c.robust.train_chips,
+        generations=c.robust.generations,
+        population=c.robust.population,
+        es_sigma=c.robust.sigma,
+        rate_tol=ROBUST_RATE_TOL,
+        space=c.robust.space,
+        search=c.robust.search,
+    )
+    return kw, robust_options
+
+
 def run_study(
     study: Study,
     n_chips: int,
     *,
     ref: Responses,
+    compensation: CompensationSettings | None = None,
+    offset_unit: float | None = None,
     chunk: int = 100,
     folder=None,
     label: str = "",
     progress: bool = True,
-    robust_options: dict | None = None,
-    **kw,
+    mesh=None,
+    block: int = 512,
 ) -> dict:
     """All chips in chunks of ``chunk``; each finished chunk is saved in ``folder`` (when given) as
     ``chunk_00000.npz`` etc. and skipped when the study is run again, so an interrupted run
     resumes where it stopped and ends with the same results as an uninterrupted one. The
-    robust words (compensation ``"robust"``, :func:`robust_words` with ``robust_options``) are
-    computed first and kept there too.
+    robust words (compensation ``robust``, :func:`robust_words`) are computed first and kept
+    there too.
+
+    Args:
+        study, n_chips: the study and how many chips (chips ``0 .. n_chips - 1``).
+        ref: the reference responses a chip is judged against.
+        compensation: which compensations run, and their settings (``None``: the defaults).
+        offset_unit: the current (A) that an offset fraction of 1 stands for (default: the
+            largest ``|current|`` of the study).
+        chunk, folder, label, progress: chunking, where chunks are kept, the progress bar.
+        mesh, block: devices to shard the chips over, and jobs per block of the kernel.
 
     Returns the chunks' arrays concatenated over the chips.
     """
+    kw, robust_options = _chunk_options(study, compensation, offset_unit)
+    kw.update(mesh=mesh, block=block)
     from pathlib import Path
 
     from .._progress import Progress
