@@ -10,6 +10,7 @@ import ndjax as nd
 from ndjax._analysis import crossing_times
 from ndjax._math import clip_ste, round_ste
 from ndjax.fit import _e2e as E
+from ndjax.fit import _wordspace as W
 from ndjax.fit._settings import CalibrateSettings, FitSettings, GradientSettings, PolishSettings
 from ndjax.models._neurodyn import quantize_ste
 
@@ -134,7 +135,7 @@ def test_polish_moves_are_distinct_in_range_single_word_steps():
     moved = flat[None] + steps
     assert np.all(np.count_nonzero(steps, axis=1) == 1)
     np.testing.assert_array_equal(word, np.argmax(steps != 0, axis=1))
-    assert np.all(moved >= E._LO) and np.all(moved <= E._HI)
+    assert np.all(moved >= W.WORD_LO) and np.all(moved <= W.WORD_HI)
     assert len(np.unique(steps, axis=0)) == len(steps)  # no duplicates, and no no-op
     # 1023: only down (-1, -31); 500: +-1 and +-15; 20 and 1: +-1 only; 0 (dIb): +1 only
     assert sorted(steps[word == 0, 0]) == [-31.0, -1.0]
@@ -173,7 +174,7 @@ def test_subthreshold_term_adds_the_weighted_rms_voltage_difference_where_hh_res
         on = np.flatnonzero(quiet[row])
         assert on[-1] == len(ts) - 1 and np.all(np.diff(on) == 1)
         assert ts[on[0] - 1] <= th[row, 0] + 0.25 * float(d7.isi[2]) < ts[on[0]]
-    chip = target.chip(E._quantize(words))
+    chip = target.chip(W.quantize_words(words))
     v = np.asarray(E._chip_spikes(chip, d7)[0])
     dv = (v - float(d7.shift) - np.asarray(d7.vh)) / float(d7.threshold)
     expected = sum(np.sqrt(np.mean(dv[r, quiet[r] > 0] ** 2)) for r in (0, 1))

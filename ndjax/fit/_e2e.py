@@ -80,15 +80,12 @@ from .._simulate import HH, NEURODYN, rates_over, simulate
 from .._stimulus import Constant
 from ..models._hh import HHParams, hh_params
 from ..models._neurodyn import (
-    WORD_RANGES,
-    WORD_SHAPES,
     NDChip,
     NDWords,
     chip_params,
     nd_biases,
     nd_constants,
     nominal_mismatch,
-    quantize_ste,
     word_units,
 )
 from ._classical import (
@@ -103,6 +100,16 @@ from ._classical import (
 from ._loop import KeepBest, adam, init_optimizer, optax_step
 from ._search import CMAES
 from ._settings import FitSettings
+from ._wordspace import (
+    N_FACTORS,
+    WORD_HI,
+    WORD_LO,
+    apply_factors,
+    flatten_words,
+    integer_words,
+    quantize_words,
+    unflatten_words,
+)
 
 __all__ = [
     "Target",
@@ -288,13 +295,6 @@ def _save_v(t, y, args):
     return y[0]
 
 
-def _quantize(words: NDWords) -> NDWords:
-    """Integer words in range in the forward pass, identity gradient (straight-through)."""
-    return NDWords(
-        quantize_ste(words.g, "dg"), quantize_ste(words.e_rev, "dErev"), quantize_ste(words.i_b, "dIb")
-    )
-
-
 #: Solver tolerances of the chip during the search (the evaluation uses simulate's defaults,
 #: rtol 1e-6): spike scores agree with rtol 1e-6 to 1e-3 at 2.6x less cost (guide's case).
 SEARCH_RTOL, SEARCH_ATOL = 1e-4, 1e-7
@@ -413,7 +413,8 @@ def _chip_spikes_from_rest(target: Target, words, currents_ua, t_hh_ms: float, n
     ts, ts_ms = _eval_axis(target, t_hh_ms, n_save)
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
     y0 = jnp.asarray([target.v_shift, 0.0, 0.0, 0.0])
-    v_c, ok_c = _chip_voltages(target.chip(_quantize(words)), jnp.asarray(target.chip_current(i0)), y0, ts)
+    chip = target.chip(quantize_words(words))
+    v_c, ok_c = _chip_voltages(chip, jnp.asarray(target.chip_current(i0)), y0, ts)
     v_c = np.asarray(v_c) - target.v_shift
     chip_ms = [spike_times(ts_ms, v, target.threshold, target.hysteresis) if ok else np.array([])
                for v, ok in zip(v_c, np.asarray(ok_c), strict=True)]  # fmt: skip
@@ -800,21 +801,15 @@ def _with_words(template: NDChip, words: NDWords) -> NDChip:
     return dataclasses.replace(template, words=words)
 
 
-def _flat(words: NDWords) -> jax.Array:
-    """(48,) words in the order dg, dErev, dIb."""
-    return jnp.concatenate([words.g, words.e_rev, jnp.ravel(words.i_b)])
-
-
-def _unflat(x) -> NDWords:
-    return NDWords(x[0:3], x[3:6], x[6:].reshape(3, 2, 7))
-
-
 # Compiled once per problem shape and shared by every fit (a chip template and the data
 # are arguments, not closures).
 @jax.jit
 def _factor_scores(template: NDChip, words0: NDWords, thetas, data: _Data) -> jax.Array:
     """Scores of the rounded chips for a batch (B, N_FACTORS) of calibration parameters."""
-    return jax.vmap(lambda th: _score(_with_words(template, _quantize(_apply_factors(words0, th))), data))(
+    def one(th):
+        return _score(_with_words(template, quantize_words(apply_factors(words0, th))), data)
+
+    return jax.vmap(one)(
         thetas
     )
 
@@ -822,12 +817,15 @@ def _factor_scores(template: NDChip, words0: NDWords, thetas, data: _Data) -> ja
 @jax.jit
 def _word_scores(template: NDChip, flat_words, data: _Data) -> jax.Array:
     """Scores of the rounded chips for a batch (B, 48) of flattened words."""
-    return jax.vmap(lambda x: _score(_with_words(template, _quantize(_unflat(x))), data))(flat_words)
+    def one(x):
+        return _score(_with_words(template, quantize_words(unflatten_words(x))), data)
+
+    return jax.vmap(one)(flat_words)
 
 
 def _grad_loss(words: NDWords, fixed) -> tuple[jax.Array, None]:
     template, data = fixed
-    return _loss(_with_words(template, _quantize(words)), data), None
+    return _loss(_with_words(template, quantize_words(words)), data), None
 
 
 def _in_word_box(w: NDWords) -> NDWords:
@@ -857,26 +855,8 @@ class FitOutcome(NamedTuple):
     currents: tuple = ()
 
 
-def _ints(words: NDWords) -> tuple:
-    q = _quantize(words)
-    return tuple(np.asarray(x).round().astype(int) for x in (q.g, q.e_rev, q.i_b))
 
 
-#: Calibration parameters: a log-factor per conductance (3), a shift per reversal (3, in
-#: units of 40 LSB), a log-factor per alpha/beta rate (6) and one on every rate (1).
-N_FACTORS = 13
-
-
-def _apply_factors(w0: NDWords, theta):
-    g = w0.g * jnp.exp(theta[0:3])
-    e = w0.e_rev + 40.0 * theta[3:6]
-    rate = jnp.exp(theta[6:12].reshape(3, 2, 1) + theta[12])
-    return NDWords(g, e, w0.i_b * rate)
-
-
-_SIZES = {name: int(np.prod(shape)) for name, shape in WORD_SHAPES.items()}
-_LO = np.concatenate([np.full(_SIZES[n], WORD_RANGES[n][0], float) for n in ("dg", "dErev", "dIb")])
-_HI = np.concatenate([np.full(_SIZES[n], WORD_RANGES[n][1], float) for n in ("dg", "dErev", "dIb")])
 
 
 def _padded_scores(template: NDChip, batch: np.ndarray, data: _Data, bucket: int) -> np.ndarray:
@@ -899,7 +879,7 @@ def _polish_moves(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     unit = np.eye(48)
     big = np.maximum(1.0, np.round(0.03 * np.abs(flat)))
     steps = np.concatenate([unit, -unit, unit * big[:, None], -unit * big[:, None]])
-    steps = np.clip(flat[None] + steps, _LO, _HI) - flat[None]
+    steps = np.clip(flat[None] + steps, WORD_LO, WORD_HI) - flat[None]
     steps = np.unique(steps[np.any(steps != 0, axis=1)], axis=0)
     return steps, np.argmax(steps != 0, axis=1)
 
@@ -1041,7 +1021,7 @@ def _fit_words_flat(
     say = progress or (lambda _msg: None)
     history: dict[str, list] = {"es": [], "grad": [], "polish": []}
     seconds: dict[str, float] = {}
-    nnls_words = _ints(words0)
+    nnls_words = integer_words(words0)
     if isinstance(currents_ua, str):
         if currents_ua != "auto":
             raise ValueError(
@@ -1130,8 +1110,8 @@ def _fit_words_flat(
     kept = cal[best_i]
     es = kept.es
     order = np.argsort(es.best, kind="stable")
-    runs = [(float(es.best[i]), _apply_factors(kept.words0, jnp.asarray(es.best_x[i]))) for i in order]
-    data, history["es"], target, nnls_words = kept.data, kept.trace, kept.target, _ints(kept.words0)
+    runs = [(float(es.best[i]), apply_factors(kept.words0, jnp.asarray(es.best_x[i]))) for i in order]
+    data, history["es"], target, nnls_words = kept.data, kept.trace, kept.target, integer_words(kept.words0)
     words = runs[0][1]
     if several:
         history["candidates"] = [
@@ -1156,7 +1136,7 @@ def _fit_words_flat(
     template = target.chip(words)
 
     def score_words(w):
-        return _word_scores(template, _flat(w)[None], data)[0]
+        return _word_scores(template, flatten_words(w)[None], data)[0]
 
     keep = KeepBest(words, float(score_words(words)))
     history["grad_score"] = [keep.score]
@@ -1180,7 +1160,7 @@ def _fit_words_flat(
     starts = [best_words] + [w for _, w in runs[1:polish_starts]]
     flats = []
     for w in starts:
-        f = np.concatenate([np.ravel(x) for x in _ints(w)]).astype(float)
+        f = np.concatenate([np.ravel(x) for x in integer_words(w)]).astype(float)
         if not any(np.array_equal(f, g) for g in flats):  # runs that ended on the same words
             flats.append(f)
     current = [float(c) for c in _word_scores(template, jnp.asarray(np.stack(flats)), data)]
@@ -1208,7 +1188,8 @@ def _fit_words_flat(
                 if len(chosen) == polish_combine:
                     break
             if len(chosen) > 1:
-                combos[k] = np.clip(flats[k][None] + np.cumsum(moves[k][0][chosen], axis=0)[1:], _LO, _HI)
+                steps = np.cumsum(moves[k][0][chosen], axis=0)[1:]
+                combos[k] = np.clip(flats[k][None] + steps, WORD_LO, WORD_HI)
         if combos:
             combo_scores = _padded_scores(template, np.concatenate(list(combos.values())), data, 16)
             combo_scores = np.split(combo_scores, np.cumsum([len(c) for c in combos.values()])[:-1])
@@ -1229,8 +1210,8 @@ def _fit_words_flat(
             f"({len(active)} of {len(flats)} starts still moving)")  # fmt: skip
     flat = flats[int(np.argmin(current))]
     seconds["polish"] = time.perf_counter() - t0
-    final = _unflat(jnp.asarray(flat))
-    outcome = FitOutcome(_ints(final), nnls_words, target, history, seconds, currents_ua)
+    final = unflatten_words(jnp.asarray(flat))
+    outcome = FitOutcome(integer_words(final), nnls_words, target, history, seconds, currents_ua)
     return _maybe_retry(outcome, arguments, currents_ua, say)
 
 

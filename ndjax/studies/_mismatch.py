@@ -50,6 +50,7 @@ import optax
 from .._analysis import spike_mask
 from .._simulate import NEURODYN, simulate
 from .._stimulus import Constant
+from ..fit._wordspace import apply_factors, flatten_words, quantize_words, unflatten_words
 from ..models._neurodyn import (
     EXPONENT_SIGMA,
     Mismatch,
@@ -571,18 +572,6 @@ def word_changes(new: NDWords, old: NDWords) -> np.ndarray:
 # ---- per-chip re-tuning by straight-through gradient steps -------------------------------------
 
 
-def _flat_words(w: NDWords) -> jax.Array:
-    from ..fit._e2e import _flat
-
-    return _flat(w)
-
-
-def _unflat_words(x) -> NDWords:
-    from ..fit._e2e import _unflat
-
-    return _unflat(x)
-
-
 def _retune_loss(
     theta,
     w0,
@@ -601,9 +590,7 @@ def _retune_loss(
 ):
     """One chip: words ``w0 * exp(theta)`` rounded (straight-through), relative rate errors at every
     current (interpolated first and last spike times make the rate differentiable)."""
-    from ..fit._e2e import _quantize
-
-    words = _quantize(_unflat_words(w0 * jnp.exp(theta)))
+    words = quantize_words(unflatten_words(w0 * jnp.exp(theta)))
     chip = NDChip(words, biases, mismatch, nd_constants(), digital=True)
     params = chip_params(chip)
 
@@ -650,14 +637,12 @@ def _score(count, rate, ref: Responses) -> np.ndarray:
 def _es_candidates(w_start, theta, chips, generation, seed, es_sigma, *, population: int):
     """Rounded candidate words (n, P, 48) around each chip's factors ``theta`` (n, 13), and the
     candidate factors (n, P, 13); chip ``chips[i]``'s draws depend only on (seed, chip, generation)."""
-    from ..fit._e2e import _apply_factors, _quantize
-
     key = jax.random.fold_in(jax.random.key(seed), 0x5EED)
 
     def per_chip(w, th, chip):
         k = jax.random.fold_in(jax.random.fold_in(key, chip), generation)
         cand = th[None, :] + es_sigma * jax.random.normal(k, (population, 13), dtype=th.dtype)
-        words = jax.vmap(lambda f: _flat_words(_quantize(_apply_factors(_unflat_words(w), f))))(cand)
+        words = jax.vmap(lambda f: flatten_words(quantize_words(apply_factors(unflatten_words(w), f))))(cand)
         return words, cand
 
     return jax.vmap(per_chip)(w_start, theta, chips)
@@ -690,7 +675,7 @@ def _es_stage(study, mismatch, ref, index, flat0, r0, ok, generations, populatio
         )
         words, cand = words[: live.size], cand[: live.size]
         m = live.size * population
-        w_jobs = jax.vmap(_unflat_words)(jnp.reshape(words, (m, 48)))
+        w_jobs = jax.vmap(unflatten_words)(jnp.reshape(words, (m, 48)))
         sel = todo[live]
         mm = repeat_tree(jax.tree.map(lambda x, sel=sel: x[sel], mismatch), population)
         rr = run_jobs(study, repeat_tree(w_jobs, c), repeat_tree(mm, c), np.tile(study.currents, m), **kw)
@@ -730,7 +715,7 @@ def retune(
        cannot undo the jitter of the gate powers, nor move words of a few LSBs by less
        than one LSB);
     2. for the chips that still misbehave, a (1 + ``population``) evolution strategy per
-       chip over the 13 global factors of :func:`ndjax._e2e._apply_factors` (conductances,
+       chip over the 13 global factors of :func:`ndjax.fit._wordspace.apply_factors` (conductances,
        reversal shifts, one factor per rate and one for all rates), ``generations``
        generations of step ``es_sigma``; each chip's perturbations come from
        ``fold_in(key(seed), chip index)``, so results do not depend on the chunking;
@@ -750,7 +735,7 @@ def retune(
     r = run_jobs(study, repeat_tree(w_inv, c), repeat_tree(mismatch, c), np.tile(study.currents, n), **kw)
     r = Responses(*(x.reshape(n, c) for x in r))
     ok = behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol)
-    flat0 = jax.vmap(_flat_words)(w_inv)
+    flat0 = jax.vmap(flatten_words)(w_inv)
     if generations > 0 and not ok.all():
         flat0, ok = _es_stage(
             study, mismatch, ref, index, flat0, r, ok, generations, population, es_sigma, **kw
@@ -797,7 +782,7 @@ def retune(
         # chips never restored keep their last words (the inverse ones when steps == 0)
         last = np.asarray(_rounded(w0 * jnp.exp(theta)))
         best[lanes[active]] = last[active]
-    words = jax.vmap(_unflat_words)(jnp.asarray(best))
+    words = jax.vmap(unflatten_words)(jnp.asarray(best))
     r = run_jobs(study, repeat_tree(words, c), repeat_tree(mismatch, c), np.tile(study.currents, n), **kw)
     r = Responses(*(x.reshape(n, c) for x in r))
     ok = behaves(r.count, r.rate, ref.count, ref.rate, study.count_tol, study.rate_tol)
@@ -806,9 +791,7 @@ def retune(
 
 @jax.jit
 def _rounded(flat):
-    from ..fit._e2e import _quantize
-
-    return jax.vmap(lambda x: _flat_words(_quantize(_unflat_words(x))))(flat)
+    return jax.vmap(lambda x: flatten_words(quantize_words(unflatten_words(x))))(flat)
 
 
 # ---- the study, chunk by chunk -------------------------------------------------------------------
@@ -912,7 +895,7 @@ def study_chunk(
             **kw,
         )
         out.update(
-            retune_words=np.asarray(jax.vmap(_flat_words)(words)),
+            retune_words=np.asarray(jax.vmap(flatten_words)(words)),
             retune_count=rt.count,
             retune_rate=rt.rate,
             retune_behaves=okt,
@@ -1049,7 +1032,7 @@ def run_study(
         for name in keys
     }
     if "robust" in kw:
-        out["robust_words"] = np.asarray(_flat_words(kw["robust"]))
+        out["robust_words"] = np.asarray(flatten_words(kw["robust"]))
         out["robust_history"] = np.asarray(robust_history)
         out["robust_fit_seconds"] = np.array(robust_seconds)  # the load time when read back
     return out
@@ -1092,17 +1075,15 @@ WORD_OFFSET = 10.0
 
 def _robust_candidates(w0: NDWords, thetas, space: str) -> NDWords:
     """Rounded candidate words (P, ...) for the parameters ``thetas`` (P, 13 or 48)."""
-    from ..fit._e2e import _apply_factors, _quantize
-
     if space == "factors":
-        return jax.vmap(lambda t: _quantize(_apply_factors(w0, t)))(jnp.asarray(thetas))
-    flat0 = _flat_words(w0)
+        return jax.vmap(lambda t: quantize_words(apply_factors(w0, t)))(jnp.asarray(thetas))
+    flat0 = flatten_words(w0)
 
     def one(th):
         g = (flat0[:3] + WORD_OFFSET) * jnp.exp(th[:3]) - WORD_OFFSET
         e = flat0[3:6] + 40.0 * th[3:6]
         ib = (flat0[6:] + WORD_OFFSET) * jnp.exp(th[6:]) - WORD_OFFSET
-        return _quantize(_unflat_words(jnp.concatenate([g, e, ib])))
+        return quantize_words(unflatten_words(jnp.concatenate([g, e, ib])))
 
     return jax.vmap(one)(jnp.asarray(thetas))
 
