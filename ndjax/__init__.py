@@ -3,6 +3,7 @@
 from ._analysis import count_spikes as count_spikes
 from ._analysis import spike_mask as spike_mask
 from ._analysis import spike_times as spike_times
+from ._checks import Status as Status
 from ._simulate import HH as HH
 from ._simulate import NEURODYN as NEURODYN
 from ._simulate import ClampTrace as ClampTrace

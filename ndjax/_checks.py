@@ -1,8 +1,57 @@
-"""An error that lists every problem of a keyed document (a config, a words file) by key path."""
+"""The failure vocabulary: one status enumeration of solves, and errors that list every problem.
+
+:class:`Status` is what every solve can end in (``simulate``'s :class:`~ndjax.Trace`, a study's
+per-chip responses, the runner's reports all use it, with the same messages);
+:class:`KeyedError` lists every problem of a keyed document (a config, a words file) by key path.
+"""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Status", "status_code", "KeyedError"]
+
+
+class Status(enum.IntEnum):
+    """How a solve ended. The integer codes are stored in study results (``status`` arrays)."""
+
+    OK = 0
+    MAX_STEPS = 1
+    NOT_FINITE = 2
+
+    @property
+    def text(self) -> str:
+        """A few words, for tables and lists of failed chips."""
+        return _TEXT[self]
+
+    def message(self, max_steps: int | None = None) -> str:
+        """A sentence for the user: what happened and what to do."""
+        if self is Status.MAX_STEPS:
+            budget = f" ({max_steps})" if max_steps is not None else ""
+            return (
+                f"the solver hit max_steps{budget} before the end of the span: the result would be "
+                "truncated. Raise max_steps, loosen rtol/atol, or shorten the span."
+            )
+        if self is Status.NOT_FINITE:
+            return (
+                "the simulation failed: the state became non-finite or the step size collapsed. "
+                "Check the parameters and inputs (a blow-up usually means an unphysical parameter)."
+            )
+        return "ok"
+
+
+_TEXT = {Status.OK: "ok", Status.MAX_STEPS: "step limit reached", Status.NOT_FINITE: "non-finite values"}
+
+
+def status_code(ok, max_steps_reached, xp=np):
+    """The :class:`Status` code of each solve from a trace's ``ok`` and ``max_steps_reached``
+    (arrays of any shape; ``xp`` is ``numpy`` or ``jax.numpy``, so it runs inside ``jit`` too)."""
+    return xp.where(
+        ok, int(Status.OK), xp.where(max_steps_reached, int(Status.MAX_STEPS), int(Status.NOT_FINITE))
+    )
 
 
 class KeyedError(ValueError):

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from ._checks import Status
 from ._stimulus import Stimulus, as_stimulus
 from .models._hh import HHParams, gate_derivative, hh_currents, hh_rates, hh_vector_field
 from .models._neurodyn import nd_currents, nd_rates, nd_vector_field
@@ -423,13 +424,5 @@ def check_trace(trace: Trace | ClampTrace, max_steps: int | None = None) -> None
     ok = np.asarray(trace.ok)
     if ok.all():
         return
-    if np.asarray(trace.max_steps_reached).any():
-        budget = f" ({max_steps})" if max_steps is not None else ""
-        raise RuntimeError(
-            f"the solver hit max_steps{budget} before the end of the span: the result would be "
-            "truncated. Raise max_steps, loosen rtol/atol, or shorten the span."
-        )
-    raise RuntimeError(
-        "the simulation failed: the state became non-finite or the step size collapsed. "
-        "Check the parameters and inputs (a blow-up usually means an unphysical parameter)."
-    )
+    status = Status.MAX_STEPS if np.asarray(trace.max_steps_reached).any() else Status.NOT_FINITE
+    raise RuntimeError(status.message(max_steps))

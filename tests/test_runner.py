@@ -173,7 +173,7 @@ def test_failed_simulation_is_recorded_and_exits_nonzero(tmp_path):
     results = json.loads((out / "results.json").read_text())
     (m,) = results["models"]
     assert results["ok"] is False and m["ok"] is False
-    assert "max_steps (5)" in m["failure"]
+    assert "max_steps (5)" in m["failure"] and "solver.max_steps" in m["failure"]
     assert m["t_reached"] < 5.0
     assert (out / "traces.npz").exists() and (out / "traces.png").exists()
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import jax
 
+from .._checks import Status
 from ._config import ConfigError, compensation_settings, dump_toml, fit_settings, load_config
 
 __all__ = [
@@ -210,13 +211,15 @@ def build_model(m: dict) -> BuiltModel:
 
 
 def _failure_reason(trace, max_steps: int) -> str | None:
+    """None for a good solve, else the :class:`ndjax.Status` message (naming the config key)."""
     import numpy as np
 
-    if bool(np.asarray(trace.ok)):
+    from .._checks import Status, status_code
+
+    status = Status(int(status_code(np.asarray(trace.ok), np.asarray(trace.max_steps_reached))))
+    if status is Status.OK:
         return None
-    if bool(np.asarray(trace.max_steps_reached)):
-        return f"max_steps ({max_steps}) reached before t1: raise solver.max_steps or loosen rtol/atol"
-    return "non-finite state or collapsed step size (an unphysical parameter?)"
+    return status.message(max_steps).replace("Raise max_steps", "Raise solver.max_steps")
 
 
 def prepare_simulate(cfg: dict) -> Callable[[RunDir], bool]:
@@ -945,7 +948,6 @@ def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tupl
 def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
     import numpy as np
 
-    from ..studies import _mismatch
 
     n = res["behaves"].size
     failed = np.flatnonzero((res["status"] != 0).any(axis=1))
@@ -955,7 +957,7 @@ def _mismatch_summary(res: dict, methods: list[str], unit_scale: float) -> dict:
         "failed_solves": [
             {
                 "chip": int(res["index"][i]),
-                "reasons": sorted({_mismatch.STATUS_TEXT[int(s)] for s in res["status"][i] if s != 0}),
+                "reasons": sorted({Status(int(s)).text for s in res["status"][i] if s != 0}),
             }
             for i in failed
         ],

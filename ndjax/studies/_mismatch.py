@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 from .._analysis import spike_mask
+from .._checks import Status, status_code
 from .._simulate import NEURODYN, simulate
 from .._stimulus import Constant
 from ..fit._wordspace import apply_factors, flatten_words, quantize_words, unflatten_words
@@ -80,9 +81,8 @@ __all__ = [
 STUDY_RTOL = 1e-4
 STUDY_ATOL = 1e-7
 
-#: Solve status codes.
-OK, MAX_STEPS, NOT_FINITE = 0, 1, 2
-STATUS_TEXT = {OK: "ok", MAX_STEPS: "step limit reached", NOT_FINITE: "non-finite values"}
+#: Solve status codes (:class:`ndjax.Status`), as stored in the results.
+OK, MAX_STEPS, NOT_FINITE = int(Status.OK), int(Status.MAX_STEPS), int(Status.NOT_FINITE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +215,7 @@ def _one_response(words, mismatch, biases, i_app, ts, y0, threshold, hysteresis,
     tr, count, rate = _spikes_at(
         chip_params(chip), i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps
     )
-    status = jnp.where(tr.ok, OK, jnp.where(tr.max_steps_reached, MAX_STEPS, NOT_FINITE))
+    status = status_code(tr.ok, tr.max_steps_reached, jnp)
     return jnp.where(tr.ok, count, -1), jnp.where(tr.ok, rate, jnp.nan), status, tr.n_steps
 
 
@@ -402,7 +402,7 @@ def _run_segmented(study: Study, words, mismatch, i_app, block: int, shard) -> R
     v = np.concatenate(v_parts, axis=1)
     count, rate = (np.asarray(x) for x in _stats_block(jnp.asarray(ts), jnp.asarray(v), study.threshold,
                                                        study.hysteresis))  # fmt: skip
-    status = np.where(ok, OK, np.where(capped, MAX_STEPS, NOT_FINITE))
+    status = status_code(ok, capped)
     return Responses(np.where(ok, count, -1), np.where(ok, rate, np.nan), status, steps)
 
 
