@@ -10,6 +10,8 @@ from ._simulate import ClampTrace as ClampTrace
 from ._simulate import Model as Model
 from ._simulate import Trace as Trace
 from ._simulate import check_trace as check_trace
+from ._simulate import default_controller as default_controller
+from ._simulate import default_solver as default_solver
 from ._simulate import simulate as simulate
 from ._simulate import vclamp as vclamp
 from ._stimulus import Constant as Constant

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,6 +37,8 @@ __all__ = [
     "vclamp",
     "check_trace",
     "default_solver",
+    "default_controller",
+    "neuron_state",
     "DEFAULT_RTOL",
     "DEFAULT_ATOL",
     "DEFAULT_MAX_STEPS",
@@ -55,14 +58,29 @@ def _hh_param_rates(v, params: HHParams):
     return hh_rates(v, params.gates)
 
 
+def neuron_state(params) -> jax.ShapeDtypeStruct:
+    """The state of one neuron, whatever its parameters: ``[V, m, h, n]``, shape (4,)."""
+    return jax.ShapeDtypeStruct((4,), jnp.result_type(float))
+
+
 class Model(NamedTuple):
-    """The pure functions that define one membrane model (all module-level,
-    so they can be static arguments of a jitted function)."""
+    """The pure functions that define a model (all module-level, so they can be static
+    arguments of a jitted function).
+
+    Attributes:
+        name: for messages.
+        vector_field: ``f(t, y, (params, stim)) -> dy``, ``y`` a pytree like ``state(params)``.
+        rates: ``rates(v, params) -> (alpha (3,), beta (3,))`` of one neuron's gates.
+        currents: ``currents(v, x, params) -> (3,)`` ``[I_Na, I_K, I_L]`` of one neuron.
+        state: ``state(params)`` -> a pytree of ``jax.ShapeDtypeStruct``: the structure and shapes
+            ``y0`` must have (one neuron: (4,); a network: its neurons and synapses).
+    """
 
     name: str
-    vector_field: Callable  # f(t, y, (params, stim)) -> dy, y = [V, m, h, n]
-    rates: Callable  # rates(v, params) -> (alpha (3,), beta (3,))
-    currents: Callable  # currents(v, x, params) -> (3,) [I_Na, I_K, I_L]
+    vector_field: Callable
+    rates: Callable
+    currents: Callable
+    state: Callable = neuron_state
 
 
 HH = Model("hh", hh_vector_field, _hh_param_rates, hh_currents)
@@ -86,13 +104,14 @@ class Trace(NamedTuple):
 
     Attributes:
         ts: (T,) save times.
-        ys: (T, 4) states ``[V, m, h, n]`` at ``ts`` (or whatever ``save_fn`` returns).
+        ys: the states at ``ts``, each leaf with a leading (T,) axis (one neuron: (T, 4)
+            ``[V, m, h, n]``), or whatever ``saveat``'s ``fn`` returns.
             After a failed solve, save points it never reached hold ``inf``
             (in ``ts`` too).
         ok: () True when the solve reached ``t1`` with finite values.
         max_steps_reached: () True when the solve stopped at ``max_steps``.
         n_steps: () accepted steps taken (rejected steps also count towards ``max_steps``).
-        interpolation: dense interpolation (``dense=True`` only), ``.evaluate(t)``.
+        interpolation: dense interpolation (``saveat.dense`` only), ``.evaluate(t)``.
     """
 
     ts: jax.Array
@@ -128,45 +147,41 @@ def default_solver() -> dfx.AbstractSolver:
     return dfx.Tsit5()
 
 
-def _controller(rtol, atol, jump_ts, pcoeff, icoeff):
-    pid = dfx.PIDController(rtol=rtol, atol=atol, pcoeff=pcoeff, icoeff=icoeff)
-    if jump_ts is None:
-        return pid
-    return dfx.ClipStepSizeController(pid, jump_ts=jump_ts)
+def default_controller(rtol: ArrayLike = DEFAULT_RTOL, atol: ArrayLike = DEFAULT_ATOL) -> dfx.PIDController:
+    """The default step-size controller: a PID controller (rtol 1e-6, atol 1e-9 unless given)."""
+    return dfx.PIDController(rtol=rtol, atol=atol, pcoeff=DEFAULT_PCOEFF, icoeff=DEFAULT_ICOEFF)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("vector_field", "solver", "max_steps", "dense", "save_fn", "adjoint"),
-)
-def _solve(
-    vector_field,
-    params,
-    stim,
-    y0,
-    ts,
-    t0,
-    t1,
-    dt0,
-    rtol,
-    atol,
-    pcoeff,
-    icoeff,
-    *,
-    solver,
-    max_steps,
-    dense,
-    save_fn,
-    adjoint,
-):
+def _numbers(x) -> bool:
+    return eqx.is_array(x) or isinstance(x, float | int) and not isinstance(x, bool)
+
+
+def _split(controller):
+    """A step-size controller as (numbers, the rest): its tolerances are traced, not compiled in."""
+    return eqx.partition(controller, _numbers)
+
+
+_STATIC = ("vector_field", "solver", "max_steps", "adjoint", "saveat_fn", "dense", "controller_static")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _solve(vector_field, params, stim, y0, t0, t1, dt0, controller_numbers, saveat_ts, *, dense, solver,
+           max_steps, adjoint, saveat_fn, controller_static):  # fmt: skip
+    controller = eqx.combine(controller_numbers, controller_static)
     jump_ts = getattr(stim, "jump_ts", None)
+    if jump_ts is not None and not isinstance(controller, dfx.ClipStepSizeController):
+        # an adaptive solver not told where a step current jumps can stall rejecting steps
+        controller = dfx.ClipStepSizeController(controller, jump_ts=jump_ts)
     if dt0 is None:
         # diffrax's own initial-step heuristic falls back to an absolute 1e-6 (time
         # units) from a zero state, which is a huge first step in seconds (SI models)
         # and can stall the controller on non-finite trial steps; a fraction of the
         # span is unit-free, and the controller grows it tenfold per step.
         dt0 = (t1 - t0) * 1e-6
-    saveat = dfx.SaveAt(ts=ts, dense=dense, fn=save_fn) if save_fn else dfx.SaveAt(ts=ts, dense=dense)
+    if saveat_fn is None:
+        saveat = dfx.SaveAt(ts=saveat_ts, dense=dense)
+    else:
+        saveat = dfx.SaveAt(ts=saveat_ts, dense=dense, fn=saveat_fn)
     sol = dfx.diffeqsolve(
         dfx.ODETerm(vector_field),
         solver,
@@ -176,7 +191,7 @@ def _solve(
         y0=y0,
         args=(params, stim),
         saveat=saveat,
-        stepsize_controller=_controller(rtol, atol, jump_ts, pcoeff, icoeff),
+        stepsize_controller=controller,
         max_steps=max_steps,
         adjoint=adjoint,
         throw=False,
@@ -224,14 +239,29 @@ def _check_time_args(t0, t1, ts):
             raise ValueError(f"ts must lie within [t0, t1] = [{t0f}, {t1f}], got [{tsf[0]}, {tsf[-1]}]")
 
 
-def _check_state(name, y0, n):
+def _check_state(name: str, y0, expected) -> Any:
+    """``y0`` as arrays of the caller's float dtype, checked against ``expected`` (a pytree of
+    ``jax.ShapeDtypeStruct``, or a shape tuple) when concrete; an error names the leaf."""
+    dtype = jnp.result_type(float)
+    if isinstance(expected, tuple):
+        expected = jax.ShapeDtypeStruct(expected, dtype)
+    want = jax.tree.structure(expected)
+    single = want == jax.tree.structure(0.0)  # one array, however given (a list of numbers too)
     if not _is_concrete(y0):
-        return
-    arr = np.asarray(y0, dtype=float)
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {arr}")
+        return jnp.asarray(y0, dtype=dtype) if single else jax.tree.map(lambda x: jnp.asarray(x, dtype), y0)
+    if not single and jax.tree.structure(y0) != want:
+        raise ValueError(f"{name} must be a pytree of the structure {want}, got {jax.tree.structure(y0)}")
+    leaves = [y0] if single else jax.tree.leaves(y0)
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(expected)]
+    out = []
+    for path, leaf, spec in zip(paths, leaves, jax.tree.leaves(expected), strict=True):
+        arr = np.asarray(leaf, dtype=float)
+        if arr.shape != spec.shape:
+            raise ValueError(f"{name}{path} must have shape {spec.shape}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}{path} must be finite, got {arr}")
+        out.append(jnp.asarray(arr, dtype=dtype))
+    return jax.tree.unflatten(want, out)
 
 
 @jax.jit
@@ -268,42 +298,43 @@ def simulate(
     model: Model,
     params,
     stim: Stimulus | ArrayLike | Callable,
-    y0: ArrayLike,
+    y0: Any,
     ts: ArrayLike | None = None,
     *,
     t0: ArrayLike | None = None,
     t1: ArrayLike | None = None,
     solver: dfx.AbstractSolver | None = None,
-    rtol: ArrayLike = DEFAULT_RTOL,
-    atol: ArrayLike = DEFAULT_ATOL,
+    stepsize_controller: dfx.AbstractStepSizeController | None = None,
+    saveat: dfx.SaveAt | None = None,
     dt0: ArrayLike | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
-    pcoeff: ArrayLike = DEFAULT_PCOEFF,
-    icoeff: ArrayLike = DEFAULT_ICOEFF,
-    dense: bool = False,
-    save_fn: Callable | None = None,
     adjoint: dfx.AbstractAdjoint | None = None,
 ) -> Trace:
-    """Integrate a membrane model with diffrax.
+    """Integrate a model with diffrax.
 
     Args:
-        model: :data:`HH` or :data:`NEURODYN` (or any :class:`Model`).
+        model: :data:`HH`, :data:`NEURODYN` or any :class:`Model`.
         params: the model's parameters (:class:`HHParams`; :class:`NDParams`, for
             instance ``chip_params(chip)``).
         stim: applied current: a :class:`Stimulus`, a number, or a traceable
-            callable of ``t`` (a new callable means a new compilation).
-        y0: (4,) initial state ``[V, m, h, n]``.
-        ts: (T,) save times; ``t0``/``t1`` default to its ends.
+            callable of ``t`` (a new callable means a new compilation). Its
+            ``jump_ts`` are passed to the step-size controller.
+        y0: initial state, a pytree like ``model.state(params)`` (one neuron: (4,)
+            ``[V, m, h, n]``).
+        ts: (T,) save times; ``t0``/``t1`` default to its ends. Ignored when ``saveat``
+            gives its own times.
         t0, t1: integration span (``t0 < t1``).
         solver: a diffrax solver (default Tsit5).
-        rtol, atol: tolerances of the PID step-size controller.
+        stepsize_controller: a diffrax step-size controller (default
+            :func:`default_controller`: PID, rtol 1e-6, atol 1e-9); wrapped in a
+            ``ClipStepSizeController`` at the stimulus's jump times.
+        saveat: a ``diffrax.SaveAt`` (default ``SaveAt(ts=ts)``); ``SaveAt(ts=ts,
+            fn=...)`` saves only what ``fn(t, y, args)`` returns (a module-level
+            function, static), ``dense=True`` adds ``Trace.interpolation``. Only
+            ``ts``, ``dense`` and ``fn`` are read.
         dt0: initial step (``None``: 1e-6 of the span; the controller adapts it).
         max_steps: step budget; exhausting it gives ``ok=False`` and
             ``max_steps_reached=True``, never silently truncated data.
-        pcoeff, icoeff: PID coefficients.
-        dense: also return a dense interpolation.
-        save_fn: ``fn(t, y, args)`` to save instead of ``y`` (static; for
-            example only the voltage in large batches).
         adjoint: diffrax adjoint (default: recursive checkpointing, for
             reverse-mode gradients; ``dfx.ForwardMode()`` for ``jax.jacfwd``).
 
@@ -311,37 +342,44 @@ def simulate(
         :class:`Trace`. Check ``ok`` (or call :func:`check_trace`).
 
     Raises:
-        ValueError / TypeError: on concrete bad inputs (span, shapes,
-        non-finite values, ``max_steps``); checks are skipped for traced values.
+        ValueError / TypeError: on concrete bad inputs (span, the state's structure or
+        shapes, non-finite values, ``max_steps``); checks are skipped for traced values.
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be ndjax.HH, ndjax.NEURODYN or a Model, got {type(model).__name__}")
     if not isinstance(max_steps, int | np.integer) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if saveat is not None and not isinstance(saveat, dfx.SaveAt):
+        raise TypeError(f"saveat must be a diffrax.SaveAt, got {type(saveat).__name__}")
+    sub = saveat.subs if saveat is not None else None
+    if sub is not None:
+        if not isinstance(sub, dfx.SubSaveAt) or sub.t0 or sub.t1 or sub.steps:
+            raise ValueError("saveat: only SaveAt(ts=..., fn=..., dense=...) is read (not t0, t1, steps)")
+        ts = ts if sub.ts is None else sub.ts
     ts_arr, t0, t1 = _time_span(ts, t0, t1)
     _check_time_args(t0, t1, ts_arr)
-    _check_state("y0", y0, 4)
+    y0 = _check_state("y0", y0, model.state(params))
     _check_params(params)
     stim = as_stimulus(stim, "stim", t0=float(t0) if _is_concrete(t0) else 0.0)
+    numbers, rest = _split(default_controller() if stepsize_controller is None else stepsize_controller)
     return _solve(
-        model.vector_field,
-        params,
-        stim,
-        jnp.asarray(y0, dtype=jnp.result_type(float)),
-        ts_arr,
-        t0,
-        t1,
-        dt0,
-        rtol,
-        atol,
-        pcoeff,
-        icoeff,
-        solver=solver or default_solver(),
-        max_steps=int(max_steps),
-        dense=bool(dense),
-        save_fn=save_fn,
-        adjoint=adjoint or dfx.RecursiveCheckpointAdjoint(),
-    )
+        model.vector_field, params, stim, y0, t0, t1, dt0, numbers,
+        ts_arr, dense=bool(saveat.dense) if saveat is not None else False,
+        solver=solver or default_solver(), max_steps=int(max_steps),
+        adjoint=adjoint or dfx.RecursiveCheckpointAdjoint(), saveat_fn=_save_fn(sub),
+        controller_static=rest,
+    )  # fmt: skip
+
+
+#: ``SaveAt``'s own ``fn`` (save the state), recognised so that it compiles like no ``fn``.
+_SAVE_STATE = dfx.SaveAt(t1=True).subs.fn
+
+
+def _save_fn(sub) -> Callable | None:
+    """The ``fn`` of a ``SaveAt``'s times (None: the state itself)."""
+    if sub is None or sub.fn is _SAVE_STATE:
+        return None
+    return sub.fn
 
 
 @functools.cache
@@ -366,8 +404,7 @@ def vclamp(
     t0: ArrayLike | None = None,
     t1: ArrayLike | None = None,
     solver: dfx.AbstractSolver | None = None,
-    rtol: ArrayLike = DEFAULT_RTOL,
-    atol: ArrayLike = DEFAULT_ATOL,
+    stepsize_controller: dfx.AbstractStepSizeController | None = None,
     dt0: ArrayLike | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
     adjoint: dfx.AbstractAdjoint | None = None,
@@ -388,28 +425,15 @@ def vclamp(
         raise TypeError(f"model must be ndjax.HH, ndjax.NEURODYN or a Model, got {type(model).__name__}")
     ts_arr, t0, t1 = _time_span(ts, t0, t1)
     _check_time_args(t0, t1, ts_arr)
-    _check_state("x0", x0, 3)
+    x0 = _check_state("x0", x0, (3,))
     _check_params(params)
     v_stim = as_stimulus(v, "V", t0=float(t0) if _is_concrete(t0) else 0.0)
+    numbers, rest = _split(default_controller() if stepsize_controller is None else stepsize_controller)
     trace = _solve(
-        _clamp_field(model.rates),
-        params,
-        v_stim,
-        jnp.asarray(x0, dtype=jnp.result_type(float)),
-        ts_arr,
-        t0,
-        t1,
-        dt0,
-        rtol,
-        atol,
-        DEFAULT_PCOEFF,
-        DEFAULT_ICOEFF,
-        solver=solver or default_solver(),
-        max_steps=int(max_steps),
-        dense=False,
-        save_fn=None,
-        adjoint=adjoint or dfx.RecursiveCheckpointAdjoint(),
-    )
+        _clamp_field(model.rates), params, v_stim, x0, t0, t1, dt0, numbers, ts_arr, dense=False,
+        solver=solver or default_solver(), max_steps=int(max_steps),
+        adjoint=adjoint or dfx.RecursiveCheckpointAdjoint(), saveat_fn=None, controller_static=rest,
+    )  # fmt: skip
     vs = jax.vmap(v_stim)(trace.ts)
     currents = jax.vmap(model.currents, in_axes=(0, 0, None))(vs, trace.ys, params)
     return ClampTrace(trace.ts, vs, trace.ys, currents, trace.ok, trace.max_steps_reached, trace.n_steps)

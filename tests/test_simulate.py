@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +15,12 @@ import ndjax as nd
 Y0_ND = jnp.asarray([0.7, 0.0, 0.0, 0.0])
 TS_ND = jnp.linspace(0.0, 0.005, 501)
 TS_HH = jnp.linspace(0.0, 20.0, 401)
-TIGHT = dict(rtol=1e-10, atol=1e-12)
+TIGHT = dict(stepsize_controller=nd.default_controller(1e-10, 1e-12))
+TIGHT10 = dict(stepsize_controller=nd.default_controller(1e-10, 1e-10))
+
+
+def _v_at(ts):
+    return dfx.SaveAt(ts=ts, fn=_save_v)
 
 
 def _save_v(t, y, args):
@@ -34,7 +40,8 @@ def test_step_and_pulses_against_scipy():
             lambda t: 15.0 if (t >= 2 and (t - 2) % 8 < 1 and t < 26) else 0.0,
         ),
     ]:
-        tr = nd.simulate(nd.HH, nd.hh_params(), stim, jnp.zeros(4), ts, rtol=1e-9, atol=1e-9)
+        pid = nd.default_controller(1e-9, 1e-9)
+        tr = nd.simulate(nd.HH, nd.hh_params(), stim, jnp.zeros(4), ts, stepsize_controller=pid)
         assert bool(tr.ok)
         ref = solve_reference(
             hh_rhs_ref, hh_reference_params(), f, np.zeros(4), ts, rtol=1e-10, atol=1e-10, max_step=0.01
@@ -68,7 +75,7 @@ def test_vmap_over_64_keys_equals_loop():
 
     def run(key):
         return nd.simulate(
-            nd.NEURODYN, nd.chip_params(_mismatched_chip(key)), 0.0, Y0_ND, TS_ND, save_fn=_save_v
+            nd.NEURODYN, nd.chip_params(_mismatched_chip(key)), 0.0, Y0_ND, saveat=_v_at(TS_ND)
         )
 
     batched = jax.jit(jax.vmap(run))(keys)
@@ -86,9 +93,7 @@ def test_vmap_over_params_inputs_and_initial_states():
     # ulp-level differences between batched and single kernels can flip one accept/reject
     # decision of the step controller, which moves the result by about the tolerance: so
     # solve tightly and compare at a level far above it
-    run = jax.jit(
-        lambda p, i, y0: nd.simulate(nd.HH, p, nd.Constant(i), y0, TS_HH, save_fn=_save_v, **TIGHT).ys
-    )
+    run = jax.jit(lambda p, i, y0: nd.simulate(nd.HH, p, nd.Constant(i), y0, saveat=_v_at(TS_HH), **TIGHT).ys)
     gks = jnp.asarray([30.0, 36.0, 42.0])
     currents = jnp.asarray([0.0, 5.0, 12.0])
     y0s = jnp.asarray([[0.0, 0.05, 0.6, 0.3], [5.0, 0.1, 0.5, 0.35], [-5.0, 0.0, 0.7, 0.3]])
@@ -115,7 +120,7 @@ def test_grad_hh_conductances_matches_finite_differences():
 
     def loss(g):
         p = dataclasses.replace(nd.hh_params(), g=g)
-        v = nd.simulate(nd.HH, p, 10.0, jnp.zeros(4), ts, save_fn=_save_v, **TIGHT).ys
+        v = nd.simulate(nd.HH, p, 10.0, jnp.zeros(4), saveat=_v_at(ts), **TIGHT).ys
         return jnp.mean((v - target) ** 2)
 
     # jit around grad, as a fit step does (jax.jit(jax.value_and_grad(loss)))
@@ -135,7 +140,7 @@ def test_grad_neurodyn_relaxed_words_matches_finite_differences():
     def loss(flat):
         words = nd.NDWords(g=flat[:3], e_rev=flat[3:6], i_b=flat[6:].reshape(3, 2, 7))
         p = nd.chip_params(dataclasses.replace(chip, words=words))
-        v = nd.simulate(nd.NEURODYN, p, 0.0, Y0_ND, ts, save_fn=_save_v, **TIGHT).ys
+        v = nd.simulate(nd.NEURODYN, p, 0.0, Y0_ND, saveat=_v_at(ts), **TIGHT).ys
         return jnp.mean((v - target) ** 2) * 1e6
 
     w = chip.words
@@ -162,7 +167,7 @@ def test_vclamp_constant_voltage_is_exponential_relaxation(model):
         core, params, v, ts = nd.NEURODYN, nd.chip_params(nd.nd_chip()), 0.95, jnp.linspace(0.0, 0.002, 101)
         alpha, beta = nd.nd_rates(v, params)
     x0 = jnp.asarray([0.05, 0.6, 0.3])
-    tr = nd.vclamp(core, params, v, x0, ts, rtol=1e-10, atol=1e-12)
+    tr = nd.vclamp(core, params, v, x0, ts, **TIGHT)
     assert bool(tr.ok)
     x_inf, tau = alpha / (alpha + beta), 1 / (alpha + beta)
     exact = x_inf[None, :] + (x0 - x_inf)[None, :] * jnp.exp(-ts[:, None] / tau[None, :])
@@ -175,10 +180,8 @@ def test_vclamp_constant_voltage_is_exponential_relaxation(model):
 def test_vclamp_replaying_a_trace_reproduces_its_gates():
     """Clamping V to a recorded HH trace gives back that trace's gates."""
     ts = jnp.linspace(0.0, 10.0, 4001)
-    tr = nd.simulate(nd.HH, nd.hh_params(), 10.0, jnp.zeros(4), ts, rtol=1e-10, atol=1e-10)
-    clamp = nd.vclamp(
-        nd.HH, nd.hh_params(), nd.sampled(ts, tr.ys[:, 0]), jnp.zeros(3), ts, rtol=1e-10, atol=1e-10
-    )
+    tr = nd.simulate(nd.HH, nd.hh_params(), 10.0, jnp.zeros(4), ts, **TIGHT10)
+    clamp = nd.vclamp(nd.HH, nd.hh_params(), nd.sampled(ts, tr.ys[:, 0]), jnp.zeros(3), ts, **TIGHT10)
     np.testing.assert_allclose(np.asarray(clamp.gates), np.asarray(tr.ys[:, 1:]), atol=2e-3)
 
 
@@ -233,7 +236,7 @@ def test_grad_with_respect_to_every_physical_parameter():
     ts = jnp.linspace(0.0, 10.0, 101)
 
     def hh_loss(p):
-        v = nd.simulate(nd.HH, p, 10.0, jnp.zeros(4), ts, save_fn=_save_v, **TIGHT).ys
+        v = nd.simulate(nd.HH, p, 10.0, jnp.zeros(4), saveat=_v_at(ts), **TIGHT).ys
         return jnp.mean((v - 20.0) ** 2)
 
     p0 = nd.hh_params()
@@ -251,7 +254,7 @@ def test_grad_with_respect_to_every_physical_parameter():
     ts_nd = jnp.linspace(0.0, 0.003, 101)
 
     def nd_loss(chip):
-        v = nd.simulate(nd.NEURODYN, nd.chip_params(chip), 0.0, Y0_ND, ts_nd, save_fn=_save_v, **TIGHT).ys
+        v = nd.simulate(nd.NEURODYN, nd.chip_params(chip), 0.0, Y0_ND, saveat=_v_at(ts_nd), **TIGHT).ys
         return jnp.mean((v - 0.8) ** 2) * 1e3
 
     chip = nd.nd_chip(mismatch=nd.sample_mismatch(jax.random.key(0)))
@@ -265,3 +268,78 @@ def test_grad_with_respect_to_every_physical_parameter():
 
     fd = central_difference(with_i_voltage, [150e-9], 0, 1e-11)
     assert float(grads.biases.i_voltage) == pytest.approx(fd, rel=1e-4)
+
+
+# ---- any pytree state ---------------------------------------------------------------------------
+
+
+def _pair_state(params):
+    one = jax.ShapeDtypeStruct((4,), jnp.result_type(float))
+    return {"a": one, "b": one}
+
+
+def _pair_field(t, y, args):
+    """Two uncoupled HH neurons, the second at twice the current: a state that is not one array."""
+    params, stim = args
+    double = nd.Constant(2.0 * stim(t))
+    return {
+        "a": nd.hh_vector_field(t, y["a"], (params, stim)),
+        "b": nd.hh_vector_field(t, y["b"], (params, double)),
+    }
+
+
+PAIR = nd.Model("pair", _pair_field, nd.HH.rates, nd.HH.currents, _pair_state)
+
+
+def test_a_pytree_state_solves_like_its_parts():
+    ts = jnp.linspace(0.0, 10.0, 21)
+    y0 = {"a": jnp.zeros(4), "b": jnp.zeros(4)}
+    pair = nd.simulate(PAIR, nd.hh_params(), 5.0, y0, ts, **TIGHT)
+    assert bool(pair.ok) and pair.ys["a"].shape == pair.ys["b"].shape == (21, 4)
+    for key, amp in (("a", 5.0), ("b", 10.0)):
+        alone = nd.simulate(nd.HH, nd.hh_params(), amp, jnp.zeros(4), ts, **TIGHT)
+        # the pair's steps are chosen for both neurons together: agreement to the tolerance, not bits
+        np.testing.assert_allclose(np.asarray(pair.ys[key]), np.asarray(alone.ys), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "y0, message",
+    [
+        ({"a": jnp.zeros(4)}, "must be a pytree of the structure"),
+        ({"a": jnp.zeros(4), "b": jnp.zeros(3)}, r"y0\['b'\] must have shape \(4,\), got \(3,\)"),
+        ({"a": jnp.zeros(4), "b": jnp.array([0.0, jnp.nan, 0, 0])}, r"y0\['b'\] must be finite"),
+    ],
+)
+def test_a_pytree_state_is_checked_leaf_by_leaf(y0, message):
+    with pytest.raises(ValueError, match=message):
+        nd.simulate(PAIR, nd.hh_params(), 5.0, y0, jnp.linspace(0.0, 1.0, 3))
+
+
+def test_saveat_other_than_ts_fn_dense_is_refused():
+    with pytest.raises(ValueError, match="only SaveAt"):
+        nd.simulate(nd.HH, nd.hh_params(), 5.0, jnp.zeros(4), saveat=dfx.SaveAt(t0=True, t1=True))
+    with pytest.raises(TypeError, match="saveat must be a diffrax.SaveAt"):
+        nd.simulate(nd.HH, nd.hh_params(), 5.0, jnp.zeros(4), jnp.linspace(0, 1, 3), saveat=[0.0, 1.0])
+
+
+_TRACES = []
+
+
+def _counting_field(t, y, args):
+    _TRACES.append(1)  # runs once per trace, not per step
+    return nd.hh_vector_field(t, y, args)
+
+
+COUNTING = nd.Model("counting", _counting_field, nd.HH.rates, nd.HH.currents)
+
+
+def test_new_currents_and_tolerances_do_not_recompile():
+    ts = jnp.linspace(0.0, 2.0, 5)
+    nd.simulate(COUNTING, nd.hh_params(), 5.0, jnp.zeros(4), ts)
+    first = len(_TRACES)
+    for amp, rtol in ((7.0, 1e-6), (3.0, 1e-7)):
+        nd.simulate(
+            COUNTING, nd.hh_params(), amp, jnp.zeros(4), ts,
+            stepsize_controller=nd.default_controller(rtol),
+        )
+    assert first >= 1 and len(_TRACES) == first

@@ -25,6 +25,7 @@ The script always exits 0: it is a measurement, and a missed target is printed
 as FAIL, not raised.
 """
 
+import diffrax as dfx
 import jax
 
 # an entry point: float64 first, before any array exists (STYLE.md, "dtype")
@@ -167,7 +168,8 @@ def make_batch_fn(ts: np.ndarray, batch_size: int):
     ts_j = jnp.asarray(ts)
 
     def one(key):
-        trace = ndjax.simulate(ndjax.NEURODYN, chip_from_key(key), 0.0, y0, ts_j, save_fn=save_v)
+        saveat = dfx.SaveAt(ts=ts_j, fn=save_v)
+        trace = ndjax.simulate(ndjax.NEURODYN, chip_from_key(key), 0.0, y0, saveat=saveat)
         return trace.ys, trace.ok, trace.n_steps
 
     def study(keys):

@@ -239,7 +239,7 @@ def _run_simulate(cfg: dict, built: list[BuiltModel], run: RunDir) -> bool:
 
     from .. import plot
     from .._analysis import spike_times
-    from .._simulate import simulate
+    from .._simulate import default_controller, simulate
 
     s = cfg["solver"]
     solver = _solvers()[s["name"]]()
@@ -256,8 +256,7 @@ def _run_simulate(cfg: dict, built: list[BuiltModel], run: RunDir) -> bool:
             b.y0,
             ts,
             solver=solver,
-            rtol=s["rtol"],
-            atol=s["atol"],
+            stepsize_controller=default_controller(s["rtol"], s["atol"]),
             dt0=dt0,
             max_steps=s["max_steps"],
         )
@@ -931,13 +930,13 @@ def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tupl
     largest current) and a quarter of that height as hysteresis."""
     import numpy as np
 
-    from .._simulate import NEURODYN, simulate
+    from .._simulate import NEURODYN, default_controller, simulate
     from ..models._neurodyn import NDChip, chip_params, nd_constants, nominal_mismatch
 
     chip = NDChip(words, biases, nominal_mismatch(), nd_constants())
     i_max = float(currents[int(np.argmax(np.abs(currents)))])
-    tr = simulate(NEURODYN, chip_params(chip), i_max, y0, ts, rtol=solver["rtol"], atol=solver["atol"],
-                  max_steps=solver["max_steps"])  # fmt: skip
+    tr = simulate(NEURODYN, chip_params(chip), i_max, y0, ts, max_steps=solver["max_steps"],
+                  stepsize_controller=default_controller(solver["rtol"], solver["atol"]))  # fmt: skip
     v = np.asarray(tr.ys[ts.size // 2 :, 0])
     if not bool(tr.ok) or v.max() - v.min() < 1e-3:
         raise ConfigError([("spikes.threshold", "the nominal chip does not oscillate at the largest current; "
@@ -1121,7 +1120,7 @@ def _example_traces(
     import numpy as np
 
     from .. import plot
-    from .._simulate import NEURODYN, simulate
+    from .._simulate import NEURODYN, default_controller, simulate
     from .._stimulus import Constant
     from ..models._neurodyn import chip_params
     from ..studies import _mismatch
@@ -1139,8 +1138,7 @@ def _example_traces(
             Constant(study.currents[j] + offset),
             jnp.asarray(study.y0),
             study.ts,
-            rtol=study.rtol,
-            atol=study.atol,
+            stepsize_controller=default_controller(study.rtol, study.atol),
             max_steps=study.max_steps,
         )
         return np.asarray(tr.ys[:, 0])

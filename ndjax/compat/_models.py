@@ -31,6 +31,7 @@ from .._simulate import (
     Model,
     check_trace,
     currents_over,
+    default_controller,
     rates_over,
     simulate,
     vclamp,
@@ -246,7 +247,7 @@ class _Base:
         ts = _save_times(t0, t1, t_eval, n_points)
         trace = simulate(
             self._core, self.params, Iapp, x0, ts, t0=t0, t1=t1,
-            rtol=rtol, atol=atol, max_steps=max_steps, solver=solver, dt0=dt0,
+            stepsize_controller=default_controller(rtol, atol), max_steps=max_steps, solver=solver, dt0=dt0,
         )  # fmt: skip
         check_trace(trace, max_steps)
         return SimulationResult(
@@ -290,7 +291,7 @@ class _Base:
         ts = _save_times(t0, t1, t_eval, n_points)
         trace = vclamp(
             self._core, self.params, V, x0, ts, t0=t0, t1=t1,
-            rtol=rtol, atol=atol, max_steps=max_steps, solver=solver,
+            stepsize_controller=default_controller(rtol, atol), max_steps=max_steps, solver=solver,
         )  # fmt: skip
         check_trace(trace, max_steps)
         return ClampResult(

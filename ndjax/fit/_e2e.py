@@ -70,13 +70,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .._analysis import crossing_times, spike_times
 from .._settings import check_settings
-from .._simulate import HH, NEURODYN, rates_over, simulate
+from .._simulate import HH, NEURODYN, default_controller, rates_over, simulate
 from .._stimulus import Constant
 from ..models._hh import HHParams, hh_params
 from ..models._neurodyn import (
@@ -305,8 +306,8 @@ def _chip_voltages(chip: NDChip, i_chip, y0, ts, rtol=1e-6, atol=1e-9, max_steps
     params = chip_params(chip)
 
     def one(i):
-        tr = simulate(NEURODYN, params, Constant(i), y0, ts, save_fn=_save_v, rtol=rtol, atol=atol,
-                      max_steps=max_steps)  # fmt: skip
+        tr = simulate(NEURODYN, params, Constant(i), y0, saveat=dfx.SaveAt(ts=ts, fn=_save_v),
+                      stepsize_controller=default_controller(rtol, atol), max_steps=max_steps)  # fmt: skip
         return tr.ys, tr.ok
 
     return jax.vmap(one)(i_chip)
@@ -315,8 +316,8 @@ def _chip_voltages(chip: NDChip, i_chip, y0, ts, rtol=1e-6, atol=1e-9, max_steps
 @jax.jit
 def _hh_voltages(params: HHParams, i0, ts):
     def one(i):
-        tr = simulate(HH, params, Constant(i), jnp.zeros(4), ts, save_fn=_save_v, max_steps=50_000, rtol=1e-8,
-                      atol=1e-11)  # fmt: skip
+        tr = simulate(HH, params, Constant(i), jnp.zeros(4), saveat=dfx.SaveAt(ts=ts, fn=_save_v),
+                      stepsize_controller=default_controller(1e-8, 1e-11), max_steps=50_000)  # fmt: skip
         return tr.ys, tr.ok
 
     return jax.vmap(one)(i0)

@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,7 +50,7 @@ import optax
 
 from .._analysis import spike_mask
 from .._checks import Status, status_code
-from .._simulate import NEURODYN, simulate
+from .._simulate import NEURODYN, default_controller, simulate
 from .._stimulus import Constant
 from ..fit._wordspace import apply_factors, flatten_words, quantize_words, unflatten_words
 from ..models._neurodyn import (
@@ -204,9 +205,8 @@ def _first_last(ts, v, mask, threshold):
 def _spikes_at(params, i_app, ts, y0, threshold, hysteresis, rtol, atol, max_steps):
     """Solve one chip at one constant current; ``(trajectory, spike count, rate)`` (the rate is
     differentiable in the voltage: interpolated first and last spike times)."""
-    tr = simulate(
-        NEURODYN, params, Constant(i_app), y0, ts, save_fn=_save_v, rtol=rtol, atol=atol, max_steps=max_steps
-    )
+    tr = simulate(NEURODYN, params, Constant(i_app), y0, saveat=dfx.SaveAt(ts=ts, fn=_save_v),
+                  stepsize_controller=default_controller(rtol, atol), max_steps=max_steps)  # fmt: skip
     return (tr, *_spike_stats(ts, tr.ys, threshold, hysteresis))
 
 
@@ -238,9 +238,8 @@ def _segment(words, mismatch, biases, i_app, y0, ts, rtol, atol, *, max_steps: i
 
     def one(w, mm, i, y):
         chip = NDChip(w, biases, mm, nd_constants(), digital=True)
-        tr = simulate(
-            NEURODYN, chip_params(chip), Constant(i), y, ts, rtol=rtol, atol=atol, max_steps=max_steps
-        )
+        tr = simulate(NEURODYN, chip_params(chip), Constant(i), y, ts,
+                      stepsize_controller=default_controller(rtol, atol), max_steps=max_steps)  # fmt: skip
         return tr.ys[:, 0], tr.ys[-1], tr.n_steps, tr.ok, tr.max_steps_reached
 
     return jax.vmap(one)(words, mismatch, i_app, y0)
