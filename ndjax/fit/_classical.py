@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ..models._kinetics import sigmoid_basis
+from ..models._kinetics import ladder_centres, sigmoid_basis
 from ..models._neurodyn import WORD_RANGES, NDConstants, nd_constants
 
 __all__ = [
@@ -137,7 +137,7 @@ def fit_centres(v_mean: float, i_voltage: float, consts: NDConstants | None = No
     """The chip's sigmoid centres with ``V_ref`` replaced by ``v_mean`` (V), shape (7,):
     ``v_mean + (j - 3) 2 R_centre I_voltage / 7``."""
     c = consts or host_constants()
-    return v_mean + (np.arange(7) - 3) * 2 * c.r_centre * i_voltage / 7
+    return ladder_centres(v_mean, i_voltage, c.r_centre, np)
 
 
 def fit_gate(

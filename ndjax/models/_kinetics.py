@@ -15,7 +15,7 @@ from jax.typing import ArrayLike
 
 from .._math import logistic
 
-__all__ = ["gate_derivative", "sigmoid_basis", "sigmoid_sum"]
+__all__ = ["gate_derivative", "sigmoid_ladder", "sigmoid_basis", "sigmoid_sum", "ladder_centres"]
 
 
 def gate_derivative(x: jax.Array, alpha: jax.Array, beta: jax.Array) -> jax.Array:
@@ -23,22 +23,38 @@ def gate_derivative(x: jax.Array, alpha: jax.Array, beta: jax.Array) -> jax.Arra
     return alpha * (1 - x) - beta * x
 
 
+def sigmoid_ladder(
+    v: ArrayLike, centres: ArrayLike, sign: float, kappa: ArrayLike, v_t: ArrayLike
+) -> jax.Array:
+    """``1 / (1 + exp(sign kappa (V_b - V) / V_T))``: each sigmoid of the chip at voltage ``v``.
+
+    Args:
+        v: voltage(s), V; broadcasts against ``centres``.
+        centres: sigmoid centres ``V_b`` (the chip's (7,) ladder, or one per sigmoid), V.
+        sign: ``+1`` (rising with V) or ``-1`` (falling).
+        kappa, v_t: subthreshold slope (scalar, or one per sigmoid) and thermal voltage (V).
+    """
+    return logistic(-sign * kappa * (jnp.asarray(centres) - v) / v_t)
+
+
 def sigmoid_basis(
     v: ArrayLike, centres: ArrayLike, sign: float, kappa: ArrayLike, v_t: ArrayLike
 ) -> jax.Array:
-    """The sigmoid ladder at voltages ``v``: the NNLS design matrix of a sigmoid-sum rate.
-
-    Args:
-        v: (T,) voltages, V.
-        centres: (7,) sigmoid centres ``V_b,j``, V.
-        sign: ``+1`` (rising with V) or ``-1`` (falling).
-        kappa, v_t: subthreshold slope and thermal voltage (V).
-
-    Returns:
-        (T, 7) columns ``1 / (1 + exp(sign kappa (V_b,j - V) / V_T))``.
-    """
+    """The NNLS design matrix of a sigmoid-sum rate: (T, 7) columns :func:`sigmoid_ladder` at
+    voltages ``v`` (T,) and centres (7,)."""
     v, centres = jnp.asarray(v), jnp.asarray(centres)
-    return logistic(-sign * kappa * (centres[None, :] - v[:, None]) / v_t)
+    return sigmoid_ladder(v[:, None], centres[None, :], sign, kappa, v_t)
+
+
+def ladder_centres(v_centre, i_voltage, r_centre, xp=jnp):
+    """The chip's seven sigmoid centres around ``v_centre`` (V), shape (7,) (SPEC 2):
+
+        V_b,j = v_centre + (j - 3) 2 R_centre I_voltage / 7,   j = 0..6
+
+    On the chip ``v_centre`` is ``V_ref``; the classical fit places them around ``V_mean``.
+    ``xp`` is ``jax.numpy`` (traceable) or ``numpy`` (host-side, float64).
+    """
+    return v_centre + (xp.arange(7) - 3) * 2 * r_centre * i_voltage / 7
 
 
 def sigmoid_sum(

@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from .._math import clip_ste, logistic, round_ste, safe_pow
-from ._kinetics import gate_derivative
+from .._math import clip_ste, round_ste, safe_pow
+from ._kinetics import gate_derivative, ladder_centres, sigmoid_ladder
 
 __all__ = [
     "word_units",
@@ -313,9 +313,8 @@ def sample_mismatch(
 
 
 def sigmoid_centres(biases: NDBiases, consts: NDConstants) -> jax.Array:
-    """V_b,j = V_ref + (j - 3) 2 R I_voltage / 7, j = 0..6 (V), shape (7,)."""
-    j = jnp.arange(7, dtype=jnp.result_type(biases.v_ref))
-    return biases.v_ref + (j - 3) * 2 * consts.r_centre * biases.i_voltage / 7
+    """V_b,j = V_ref + (j - 3) 2 R I_voltage / 7, j = 0..6 (V), shape (7,) (:func:`ladder_centres`)."""
+    return ladder_centres(biases.v_ref, biases.i_voltage, consts.r_centre)
 
 
 def word_units(i_master, i_voltage, consts):
@@ -375,14 +374,13 @@ def chip_params(chip: NDChip) -> NDParams:
 def nd_rates(v: jax.Array, params: NDParams) -> tuple[jax.Array, jax.Array]:
     """alpha and beta (1/s) of m, h, n at voltage ``v`` (scalar): two arrays of shape (3,)."""
     if params.v_b.ndim == 1 and jnp.ndim(params.kappa) == 0:
-        z = params.kappa * (params.v_b - v) / params.v_t  # (7,): one ladder serves the six rates
-        rising = params.i_b @ logistic(-z)  # s = +1: 1/(1 + exp(z)); shape (3, 2)
-        falling = params.i_b @ logistic(z)  # s = -1: 1/(1 + exp(-z))
+        # one ladder (7,) serves the six rates
+        rising = params.i_b @ sigmoid_ladder(v, params.v_b, 1.0, params.kappa, params.v_t)  # (3, 2)
+        falling = params.i_b @ sigmoid_ladder(v, params.v_b, -1.0, params.kappa, params.v_t)
     else:  # each sigmoid its own centre or slope (optional mismatch): (3, 2, 7)
         v_b = jnp.broadcast_to(params.v_b, params.i_b.shape)
-        z = params.kappa * (v_b - v) / params.v_t
-        rising = jnp.sum(params.i_b * logistic(-z), axis=-1)
-        falling = jnp.sum(params.i_b * logistic(z), axis=-1)
+        rising = jnp.sum(params.i_b * sigmoid_ladder(v, v_b, 1.0, params.kappa, params.v_t), axis=-1)
+        falling = jnp.sum(params.i_b * sigmoid_ladder(v, v_b, -1.0, params.kappa, params.v_t), axis=-1)
     signs = jnp.asarray(RATE_SIGNS, dtype=rising.dtype)
     rates = jnp.where(signs > 0, rising, falling) / (params.c_g * params.v_t)
     return rates[:, 0], rates[:, 1]
