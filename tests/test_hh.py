@@ -120,7 +120,7 @@ TS_SCALE = np.linspace(0.0, 20.0, 801)
 @given(sv=st.floats(0.5, 4.0), stt=st.floats(0.5, 4.0), i0=st.floats(5.0, 20.0))
 def test_scaling_invariance(sv, stt, i0):
     """V_scaled(t / scl_t) = scl_v V(t) for the same applied current I0."""
-    tight = dict(rtol=1e-10, atol=1e-10)
+    tight = dict(stepsize_controller=nd.default_controller(1e-10, 1e-10))
     base = nd.simulate(nd.HH, nd.hh_params(), i0, jnp.zeros(4), TS_SCALE, **tight)
     scaled = nd.simulate(nd.HH, nd.hh_params(scl_v=sv, scl_t=stt), i0, jnp.zeros(4), TS_SCALE / stt, **tight)
     assert bool(base.ok) and bool(scaled.ok)
@@ -130,8 +130,8 @@ def test_scaling_invariance(sv, stt, i0):
 
 def test_si_trace_equals_classic_trace():
     ts = np.linspace(0.0, 20.0, 401)
-    classic = nd.simulate(nd.HH, nd.hh_params(scl_v=3), 10.0, jnp.zeros(4), ts, rtol=1e-10, atol=1e-10)
-    si = nd.simulate(
-        nd.HH, nd.hh_params(scl_v=3, si_units=True), 10e-6, jnp.zeros(4), ts * 1e-3, rtol=1e-10, atol=1e-13
-    )
+    pid, pid_si = nd.default_controller(1e-10, 1e-10), nd.default_controller(1e-10, 1e-13)
+    classic = nd.simulate(nd.HH, nd.hh_params(scl_v=3), 10.0, jnp.zeros(4), ts, stepsize_controller=pid)
+    si_params = nd.hh_params(scl_v=3, si_units=True)
+    si = nd.simulate(nd.HH, si_params, 10e-6, jnp.zeros(4), ts * 1e-3, stepsize_controller=pid_si)
     np.testing.assert_allclose(np.asarray(si.ys[:, 0]) * 1e3, np.asarray(classic.ys[:, 0]), atol=1e-4)
