@@ -15,7 +15,7 @@ import numpy as np
 
 from ..fit import _classical as F
 from ..fit._settings import FitSettings
-from ..models._kinetics import sigmoid_sum
+from ..models._kinetics import sigmoid_sum, steady_state, time_constant
 from ..models._neurodyn import word_units
 from ._models import HHModel, _x64
 
@@ -251,7 +251,7 @@ class FitND:
                 v, labels, ab, kind="alpha_beta", title=f"alpha/beta fits (scl_v={self.scl_v:g})"
             )
         if plot_inf_tau:
-            it = {k: np.stack([c[:, 0] / (c[:, 0] + c[:, 1]), 1 / (c[:, 0] + c[:, 1])], axis=1)
+            it = {k: np.stack([steady_state(c[:, 0], c[:, 1]), time_constant(c[:, 0], c[:, 1])], axis=1)
                   for k, c in ab.items()}  # fmt: skip
             self.figures["inf_tau"] = plot.plot_gate_fits(
                 v, labels, it, kind="inf_tau", title=f"inf/tau fits (scl_v={self.scl_v:g})"

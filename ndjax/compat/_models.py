@@ -37,6 +37,7 @@ from .._simulate import (
     vclamp,
 )
 from ..models._hh import HHParams, hh_gate_kinetics, hh_params
+from ..models._kinetics import steady_state, time_constant
 from ..models._neurodyn import (
     DEFAULT_DEREV,
     DEFAULT_DG,
@@ -145,12 +146,12 @@ class Gate:
     def inf(self, V):
         """Steady state alpha / (alpha + beta)."""
         a, b = self._rates(V)
-        return a / (a + b)
+        return steady_state(a, b)
 
     def tau(self, V):
         """Time constant 1 / (alpha + beta)."""
         a, b = self._rates(V)
-        return 1.0 / (a + b)
+        return time_constant(a, b)
 
     def __repr__(self):
         return f"Gate({self.name!r} of {type(self._model).__name__})"

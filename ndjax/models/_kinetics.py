@@ -1,6 +1,7 @@
 """Gate kinetics shared by every membrane model: the gate ODE and the chip's sigmoid rates.
 
     dx/dt          = alpha(V) (1 - x) - beta(V) x                       (SPEC 1, 2)
+    x_inf          = alpha / (alpha + beta),   tau = 1 / (alpha + beta)
     sigmoid_j(V)   = 1 / (1 + exp(s kappa (V_b,j - V) / V_T))            (SPEC 2)
     I_rate(V)      = sum_j I_b,j sigmoid_j(V)
 
@@ -15,12 +16,30 @@ from jax.typing import ArrayLike
 
 from .._math import logistic
 
-__all__ = ["gate_derivative", "sigmoid_ladder", "sigmoid_basis", "sigmoid_sum", "ladder_centres"]
+__all__ = [
+    "gate_derivative",
+    "steady_state",
+    "time_constant",
+    "sigmoid_ladder",
+    "sigmoid_basis",
+    "sigmoid_sum",
+    "ladder_centres",
+]
 
 
 def gate_derivative(x: jax.Array, alpha: jax.Array, beta: jax.Array) -> jax.Array:
     """dx/dt = alpha (1 - x) - beta x, elementwise (any matching shapes)."""
     return alpha * (1 - x) - beta * x
+
+
+def steady_state(alpha, beta):
+    """A gate's steady state ``x_inf = alpha / (alpha + beta)`` (any matching shapes)."""
+    return alpha / (alpha + beta)
+
+
+def time_constant(alpha, beta):
+    """A gate's time constant ``tau = 1 / (alpha + beta)`` (in the rates' inverse time unit)."""
+    return 1.0 / (alpha + beta)
 
 
 def sigmoid_ladder(
