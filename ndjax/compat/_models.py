@@ -36,9 +36,10 @@ from .._simulate import (
     simulate,
     vclamp,
 )
-from ..models._hh import HHParams, hh_gate_kinetics, hh_params
+from ..models._hh import HH_DEFAULTS, HHParams, hh_gate_kinetics, hh_params
 from ..models._kinetics import steady_state, time_constant
 from ..models._neurodyn import (
+    BIAS_DEFAULTS,
     DEFAULT_DEREV,
     DEFAULT_DG,
     DEFAULT_DIB,
@@ -326,13 +327,13 @@ class HHModel(_Base):
     @_x64
     def __init__(
         self,
-        gna: float = 120,
-        gk: float = 36,
-        gl: float = 0.3,
-        Ena: float = 120,
-        Ek: float = -12,
-        El: float = 10.6,
-        C: float = 1,
+        gna: float = HH_DEFAULTS.gna,
+        gk: float = HH_DEFAULTS.gk,
+        gl: float = HH_DEFAULTS.gl,
+        Ena: float = HH_DEFAULTS.ena,
+        Ek: float = HH_DEFAULTS.ek,
+        El: float = HH_DEFAULTS.el,
+        C: float = HH_DEFAULTS.c,
         scl_v: float = 1,
         scl_t: float = 1,
         SI_units: bool = False,
@@ -395,11 +396,11 @@ class NeuroDynModel(_Base):
         dg=DEFAULT_DG,
         dErev=DEFAULT_DEREV,
         dIb=DEFAULT_DIB,
-        V_ref: float = 0.9,
-        I_voltage: float = 150e-9,
-        I_master: float = 200e-9,
-        I_ref: float = 100e-9,
-        capacitance_scaling: float = 1.0,
+        V_ref: float = BIAS_DEFAULTS.v_ref,
+        I_voltage: float = BIAS_DEFAULTS.i_voltage,
+        I_master: float = BIAS_DEFAULTS.i_master,
+        I_ref: float = BIAS_DEFAULTS.i_ref,
+        capacitance_scaling: float = BIAS_DEFAULTS.capacitance_scaling,
         digital_values: bool = True,
         seed: int | None = None,
     ):

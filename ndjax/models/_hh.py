@@ -24,6 +24,8 @@ from .._math import exprel, logistic
 from ._kinetics import gate_derivative
 
 __all__ = [
+    "HHDefaults",
+    "HH_DEFAULTS",
     "GateKinetics",
     "HHParams",
     "hh_gate_kinetics",
@@ -44,6 +46,23 @@ HH_KINETICS = {
     "h": (0.0, 0.07, 20.0, 30.0, 1.0, 10.0),
     "n": (10.0, 0.01, 10.0, 0.0, 0.125, 80.0),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class HHDefaults:
+    """SPEC section 1's membrane, classic units with rest at 0 mV: the one source of these
+    defaults (``hh_params``, ``HHModel``, the fit's target and the config schema read them)."""
+
+    gna: float = 120.0  # mS/cm^2
+    gk: float = 36.0  # mS/cm^2
+    gl: float = 0.3  # mS/cm^2
+    ena: float = 120.0  # mV
+    ek: float = -12.0  # mV
+    el: float = 10.6  # mV
+    c: float = 1.0  # uF/cm^2
+
+
+HH_DEFAULTS = HHDefaults()
 
 
 @jax.tree_util.register_dataclass
@@ -100,13 +119,13 @@ def hh_gate_kinetics(**overrides: tuple[float, ...]) -> GateKinetics:
 
 def hh_params(
     *,
-    gna: float = 120.0,
-    gk: float = 36.0,
-    gl: float = 0.3,
-    ena: float = 120.0,
-    ek: float = -12.0,
-    el: float = 10.6,
-    c: float = 1.0,
+    gna: float = HH_DEFAULTS.gna,
+    gk: float = HH_DEFAULTS.gk,
+    gl: float = HH_DEFAULTS.gl,
+    ena: float = HH_DEFAULTS.ena,
+    ek: float = HH_DEFAULTS.ek,
+    el: float = HH_DEFAULTS.el,
+    c: float = HH_DEFAULTS.c,
     scl_v: float = 1.0,
     scl_t: float = 1.0,
     si_units: bool = False,

@@ -35,6 +35,8 @@ from .._math import clip_ste, round_ste, safe_pow
 from ._kinetics import gate_derivative, ladder_centres, sigmoid_ladder
 
 __all__ = [
+    "BiasDefaults",
+    "BIAS_DEFAULTS",
     "word_units",
     "physical_to_words",
     "WORD_RANGES",
@@ -153,6 +155,21 @@ class NDConstants:
     r_centre: jax.Array  # resistor setting the sigmoid spacing, Ohm (1.85 MOhm)
 
 
+@dataclasses.dataclass(frozen=True)
+class BiasDefaults:
+    """SPEC section 2's bias settings: the one source of these defaults (``nd_biases``,
+    ``nd_chip``, ``NeuroDynModel`` and the config schema read them)."""
+
+    v_ref: float = 0.9  # V
+    i_voltage: float = 150e-9  # A
+    i_master: float = 200e-9  # A
+    i_ref: float = 100e-9  # A
+    capacitance_scaling: float = 1.0
+
+
+BIAS_DEFAULTS = BiasDefaults()
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class NDBiases:
@@ -250,11 +267,11 @@ def nd_constants(
 
 def nd_biases(
     *,
-    v_ref: float = 0.9,
-    i_voltage: float = 150e-9,
-    i_master: float = 200e-9,
-    i_ref: float = 100e-9,
-    capacitance_scaling: float = 1.0,
+    v_ref: float = BIAS_DEFAULTS.v_ref,
+    i_voltage: float = BIAS_DEFAULTS.i_voltage,
+    i_master: float = BIAS_DEFAULTS.i_master,
+    i_ref: float = BIAS_DEFAULTS.i_ref,
+    capacitance_scaling: float = BIAS_DEFAULTS.capacitance_scaling,
 ) -> NDBiases:
     """Chip-wide bias settings (SPEC defaults) as arrays."""
     vals = (v_ref, i_voltage, i_master, i_ref, capacitance_scaling)
@@ -418,11 +435,11 @@ def nd_chip(
     de_rev=DEFAULT_DEREV,
     dib=DEFAULT_DIB,
     *,
-    v_ref: float = 0.9,
-    i_voltage: float = 150e-9,
-    i_master: float = 200e-9,
-    i_ref: float = 100e-9,
-    capacitance_scaling: float = 1.0,
+    v_ref: float = BIAS_DEFAULTS.v_ref,
+    i_voltage: float = BIAS_DEFAULTS.i_voltage,
+    i_master: float = BIAS_DEFAULTS.i_master,
+    i_ref: float = BIAS_DEFAULTS.i_ref,
+    capacitance_scaling: float = BIAS_DEFAULTS.capacitance_scaling,
     digital: bool = True,
     mismatch: Mismatch | None = None,
     consts: NDConstants | None = None,
