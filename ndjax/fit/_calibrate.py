@@ -9,7 +9,8 @@ the NNLS words with a small step (``CalibrateSettings.sigma``): the good basin i
 wider steps wander off to chips that fire too slowly near the onset of repetitive firing. A
 calibration still above a passing score after its generations and still improving goes on
 (``extend``). Several candidate targets (:func:`ndjax.fit.make_targets`) are screened: a few
-generations each, then only the best goes on.
+generations each, then only the best goes on. The measurements behind the step, the extension and
+the screen: "Why the defaults" in ``experiments/FIT_RESULTS.md``.
 """
 
 from __future__ import annotations

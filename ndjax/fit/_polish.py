@@ -4,7 +4,8 @@ Each sweep scores every move of every start (+-1 LSB of every word and +-3% of t
 :func:`polish_moves`) in one ``vmap`` on the free-running :func:`score`, then the best improving
 moves of distinct words taken together (one sweep can take several moves that each help), and
 takes the best of all it tried; a start stops when nothing improves it by more than
-:data:`MIN_GAIN`. Several starts are polished side by side and the best final chip is kept.
+:data:`MIN_GAIN`. Several starts are polished side by side and the best final chip is kept (why one
+start by default: "Why the defaults" in ``experiments/FIT_RESULTS.md``).
 """
 
 from __future__ import annotations
