@@ -60,4 +60,3 @@ def test_cmaes_rejects_a_population_below_two_and_no_runs():
         CMAES(3, 1, 0.1)
     with pytest.raises(ValueError, match="restarts"):
         CMAES(3, 4, 0.1, restarts=0)
-
