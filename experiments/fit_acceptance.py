@@ -1,4 +1,4 @@
-"""Acceptance measurement of the end-to-end fit (ndjax._e2e; SPEC 3, 4).
+"""Acceptance measurement of the end-to-end fit (ndjax.fit; SPEC 3, 4).
 
 For each target, ``make_target`` + ``fit_words`` on the fit currents, then ``evaluate_words`` of the
 NNLS-rounded words and of the fitted words at the evaluation currents, four of which the fit never
@@ -47,9 +47,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)  # an entry point: float64 before ndjax computes anything
 
+from ndjax import fit  # noqa: E402
 from ndjax.cli._config import fit_settings, load_config  # noqa: E402
 from ndjax.cli._runner import fit_targets, resolve_fit_currents  # noqa: E402
-from ndjax.fit import _e2e  # noqa: E402
 
 EVAL_CURRENTS = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)  # 2.5, 8, 12.5, 17.5 held out
 COUNT_TOL = 1  # spikes
@@ -119,7 +119,7 @@ QUICK = {
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "fit_hh.toml"
 
 
-def passes(m: _e2e.CurrentMetrics) -> tuple[bool, bool, bool]:
+def passes(m: fit.CurrentMetrics) -> tuple[bool, bool, bool]:
     """(count, rate, timing) verdicts of one current against the acceptance criteria."""
     return (
         abs(m.chip_count - m.hh_count) <= COUNT_TOL,
@@ -132,7 +132,7 @@ def _num(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None  # strict JSON: inf -> null
 
 
-def _row(m: _e2e.CurrentMetrics) -> dict:
+def _row(m: fit.CurrentMetrics) -> dict:
     ok = passes(m)
     return {
         "chip_count": int(m.chip_count),
@@ -169,7 +169,7 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
         f" ({settings['fit_currents']!r})"
     )
     t0 = time.perf_counter()
-    outcome = _e2e.fit_words(
+    outcome = fit.fit_words(
         target,
         words0,
         fit_currents,
@@ -183,12 +183,12 @@ def run_target(name: str, hh: dict, settings: dict, say=print) -> dict:
     t_fit = time.perf_counter() - t0
     t0 = time.perf_counter()
     kw = dict(t_hh_ms=settings["span_ms"], n_save=settings["eval_n_save"])
-    m_nnls = _e2e.evaluate_words(target, outcome.nnls_words, list(EVAL_CURRENTS), **kw)
-    m_fit = _e2e.evaluate_words(target, outcome.words, list(EVAL_CURRENTS), **kw)
+    m_nnls = fit.evaluate_words(target, outcome.nnls_words, list(EVAL_CURRENTS), **kw)
+    m_fit = fit.evaluate_words(target, outcome.words, list(EVAL_CURRENTS), **kw)
     t_eval = time.perf_counter() - t0
     # where the failures sit: the onsets of repetitive firing of HH and the fitted chip, to 0.05
     t0 = time.perf_counter()
-    fi = _e2e.fi_curve(target, outcome.words, top=max(EVAL_CURRENTS), **settings["fi_grid"], **kw)
+    fi = fit.fi_curve(target, outcome.words, top=max(EVAL_CURRENTS), **settings["fi_grid"], **kw)
     t_fi = time.perf_counter() - t0
     rows = []
     for i0, mn, mf in zip(EVAL_CURRENTS, m_nnls, m_fit, strict=True):

@@ -346,7 +346,7 @@ def _say(message: str) -> None:
 
 def fit_targets(target: dict, chip: dict) -> list:
     """The time-scale candidates (``ndjax.make_targets``) of a validated ``[target]`` and ``[chip]``."""
-    from ..fit import _e2e
+    from .. import fit as _e2e  # names moved: ndjax.fit (the fit refactor; the integrator redoes this)
 
     return _e2e.make_targets(
         speedup=chip["speedup"],
@@ -381,7 +381,7 @@ def resolve_fit_currents(cfg: dict, target: Any) -> list[float]:
     """``currents.fit``, with ``"auto"`` chosen from the target's HH F-I curve up to the largest
     ``currents.evaluate`` (``ndjax._e2e.auto_currents``); at least ``MIN_HELD_OUT`` evaluation
     currents must stay unseen (a :class:`ConfigError` otherwise)."""
-    from ..fit import _e2e
+    from .. import fit as _e2e  # names moved: ndjax.fit (the fit refactor; the integrator redoes this)
     from ._config import MIN_HELD_OUT
 
     fit, evaluate = cfg["currents"]["fit"], cfg["currents"]["evaluate"]
@@ -455,9 +455,9 @@ def _run_fit(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float]
     """Fit the words, write words.json, evaluate both word sets, write metrics and figures."""
     import numpy as np
 
+    from .. import fit as _e2e  # names moved: ndjax.fit (the fit refactor; the integrator redoes this)
     from .. import plot
     from .._words_io import save_words
-    from ..fit import _e2e
 
     for note in notes:
         print(f"  note: {note}", flush=True)
@@ -826,7 +826,7 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
     import numpy as np
 
     from .._words_io import WordsFileError, load_words
-    from ..fit._e2e import Target
+    from ..fit import Target
     from ..models._neurodyn import NDWords, nd_biases, nd_chip
     from ..studies import _mismatch
 

@@ -173,23 +173,23 @@ class FitND:
         settings: FitSettings | None = None,
         seed: int = 0,
     ) -> dict:
-        """Integer words that make the chip spike like the model (``ndjax._e2e.fit_words``).
+        """Integer words that make the chip spike like the model (``ndjax.fit.fit_words``).
 
         Starts from the NNLS fit of this object's model, with this object's ``I_voltage``
         and ``I_master``; the fitted chip has the ``capacitance_scaling`` given here.
 
         Args:
             currents: model currents (uA/cm^2) the fit trains on, or ``"auto"`` (the default):
-                chosen from the model's own F-I curve (:func:`ndjax._e2e.auto_currents`; for
+                chosen from the model's own F-I curve (:func:`ndjax.fit.auto_currents`; for
                 the guide's model ``0, 5, 7.25, 7.75, 10, 15, 20``).
             V_ref: the chip's reference voltage.
             t_hh_ms: span of each current, ms of model time.
             capacitance_scaling: of the fitted chip (``None``: 0.03, the default of
-                :func:`ndjax._e2e.make_target`: a small capacitor makes the chip fast
+                :func:`ndjax.fit.make_target`: a small capacitor makes the chip fast
                 enough that the rate words get the LSBs they need; measured in
                 ``experiments/FIT_RESULTS.md``). Pass ``self.capacitance_scaling`` to
                 keep this object's.
-            speedup: chip speed (see :func:`ndjax._e2e.make_targets`): ``"conductance"``
+            speedup: chip speed (see :func:`ndjax.fit.make_targets`): ``"conductance"``
                 puts the largest conductance word at 1023; ``"auto"`` also tries FitND's own
                 time scale for that capacitance and keeps the better; a number is a factor
                 over FitND's time scale.
@@ -204,17 +204,17 @@ class FitND:
             Feed the chip ``I0 * scl_v * scl_t * 4 pF * capacitance_scaling / C_HH``
             for a model current ``I0``.
         """
-        from ..fit import _e2e
+        from .. import fit as _fit
 
         hh = self.hh
         scl_t_model = float(getattr(hh, "scl_t", 1.0))
-        pairs = _e2e.make_targets(
+        pairs = _fit.make_targets(
             gna=hh.gna / scl_t_model * 1e3, gk=hh.gk / scl_t_model * 1e3, gl=hh.gl / scl_t_model * 1e3,
             ena=hh.Ena / self.scl_v * 1e3, ek=hh.Ek / self.scl_v * 1e3, el=hh.El / self.scl_v * 1e3,
             scl_v=self.scl_v, i_voltage=self.I_voltage, i_master=self.I_master, v_ref=V_ref, speedup=speedup,
             **({} if capacitance_scaling is None else {"capacitance_scaling": capacitance_scaling}),
         )  # fmt: skip
-        out = _e2e.fit_words(*pairs[0], currents, t_hh_ms=t_hh_ms, progress=progress, alternatives=pairs[1:],
+        out = _fit.fit_words(*pairs[0], currents, t_hh_ms=t_hh_ms, progress=progress, alternatives=pairs[1:],
                              settings=settings or FitSettings(), seed=seed)  # fmt: skip
         target = out.target
         dg, de, dib = out.words

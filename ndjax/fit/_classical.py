@@ -104,7 +104,6 @@ def _nnls(a, b, masks):
     return x, jnp.linalg.norm(a @ x - b)
 
 
-
 #: HH membrane capacitance density of the classic model, F/cm^2 (1 uF/cm^2, SPEC 1).
 C_HH = 1e-6
 

@@ -2,7 +2,9 @@
 
 ``ndjax run``'s ``[optimizer.calibrate]``, ``[optimizer.gradient]``, ``[optimizer.polish]`` and
 ``[optimizer]`` tables are generated from these fields (``ndjax defaults fit`` prints them); the
-measurements behind the defaults are in ``experiments/FIT_RESULTS.md``.
+measurements behind the defaults are in ``experiments/FIT_RESULTS.md``, section "Why the defaults".
+Each stage function (:func:`ndjax.fit.calibrate`, :func:`ndjax.fit.gradient`,
+:func:`ndjax.fit.polish`) takes its own settings object; :func:`ndjax.fit.fit_words` takes the whole.
 """
 
 from __future__ import annotations

@@ -465,7 +465,7 @@ def nominal_reference(study: Study) -> Responses:
 
 def hh_reference(study: Study, target) -> Responses:
     """The HH target (an :class:`ndjax.Target`) at the study's currents, on the chip's time axis."""
-    from ..fit._e2e import _hh_voltages
+    from ..fit._simulate_pair import hh_voltages as _hh_voltages
 
     i0 = np.asarray(study.currents) / target.chip_current(1.0)  # back to A/cm^2
     v, ok = _hh_voltages(target.hh_params(), jnp.asarray(i0), jnp.asarray(study.ts))

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from ndjax.fit import _e2e as E
-from ndjax.fit._search import CMAES
+from ndjax.fit import CMAES
 
 
 def _ellipsoid(x):
@@ -61,16 +60,3 @@ def test_cmaes_rejects_a_population_below_two_and_no_runs():
         CMAES(3, 1, 0.1)
     with pytest.raises(ValueError, match="restarts"):
         CMAES(3, 4, 0.1, restarts=0)
-
-
-def test_conductance_speedup_puts_the_largest_conductance_word_at_full_scale():
-    ((target, words),) = E.make_targets(speedup="conductance", capacitance_scaling=0.03, i_voltage="auto")
-    assert float(words.g.max()) == pytest.approx(1023.0, rel=1e-12)
-    both = E.make_targets(speedup="auto", capacitance_scaling=0.03, i_voltage="auto")
-    assert len(both) == 2 and both[1][0].scl_t == pytest.approx(target.scl_t, rel=1e-12)
-    # a smaller capacitor: the same conductance words on a proportionally faster chip
-    ((slower, words_slow),) = E.make_targets(
-        speedup="conductance", capacitance_scaling=0.06, i_voltage="auto"
-    )
-    assert target.scl_t / slower.scl_t == pytest.approx(2.0, rel=1e-9)
-    np.testing.assert_allclose(words.g, words_slow.g, rtol=1e-9)

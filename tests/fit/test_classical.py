@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import ndjax as nd
 import ndjax.plot
-from ndjax.fit._classical import nnls
+from ndjax.fit import nnls
 from ndjax.models._kinetics import sigmoid_basis
 
 matplotlib.use("Agg")
