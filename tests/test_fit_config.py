@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ndjax import fit as _e2e
 from ndjax import plot
 from ndjax._words_io import WordsFileError, load_words, save_words, validate_words
 from ndjax.cli import _config, _runner
 from ndjax.cli._config import ConfigError, dump_toml, load_config, validate_config
-from ndjax import fit as _e2e
 from ndjax.fit._settings import FitSettings
 from ndjax.models import _neurodyn as _quantize
 
