@@ -21,6 +21,7 @@ from typing import Any
 import jax
 
 from ..._checks import Status
+from ...fit._wordspace import unflatten_words
 from ...studies import _mismatch
 from ...studies._settings import CompensationSettings, RebalanceSettings
 from .._common import COMMON, EXTRA_MISMATCH_KEYS, duplicates, param_default, root_seed, say
@@ -592,7 +593,7 @@ def _example_traces(
                 )
             )
         if "retune" in methods:
-            w = _mismatch._unflat_words(jnp.asarray(arrays["sigma0_retune_words"][i]))
+            w = unflatten_words(jnp.asarray(arrays["sigma0_retune_words"][i]))
             ok = "restored" if arrays["sigma0_retune_behaves"][i] else "not restored"
             panels.append(
                 plot.TracePanel(
@@ -612,7 +613,7 @@ def _example_traces(
                 plot.TracePanel(ts_ms, trace(dc.replace(base, words=w)), label, "ms", "V", study.threshold)
             )
         if "robust" in methods:
-            w = _mismatch._unflat_words(jnp.asarray(arrays["sigma0_robust_words"]))
+            w = unflatten_words(jnp.asarray(arrays["sigma0_robust_words"]))
             ok = "within 10%" if arrays["sigma0_robust_within_robust_tol"][i] else "not within 10%"
             label = f"chip {idx}, robust words ({ok})"
             panels.append(
