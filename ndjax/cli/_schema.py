@@ -8,7 +8,9 @@ are :class:`Derived`; cross-key rules are a table's ``checks``; keys that moved 
 ``moved``. :func:`settings_table` generates a table from a settings dataclass
 (:mod:`ndjax._settings`: default, doc and bounds of each field) and :func:`settings_value` turns
 the validated table back into the dataclass, so a knob has one name and one default from the
-TOML key to the function that reads it. The TOML writer is :mod:`ndjax.cli._toml`.
+TOML key to the function that reads it. The TOML writer is :mod:`ndjax.cli._toml`; each kind's
+schema is in :mod:`ndjax.cli.kinds`, and ``ndjax defaults KIND`` prints a complete config of a kind
+with every default and its doc, generated from it.
 
 :func:`validate` checks a parsed document against a schema: unknown keys (with the closest valid
 key suggested), wrong types (``"10"`` or ``true`` where a number goes, ``5.0`` where an integer
@@ -436,7 +438,7 @@ class _Validator:
             hint = ""
             if close:
                 hint = f"; did you mean {close[0]!r}?"
-                if close[0] in spec.moved:
+                if close[0] in spec.moved and close[0] not in valid:
                     hint += f" (it moved to {spec.moved[close[0]]})"
             options = ", ".join(sorted(valid))
             self.error(_join(path, k), f"unknown key {k!r}{hint} (valid keys: {options})")
@@ -486,7 +488,6 @@ def _copy(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
     return value
-
 
 
 # ---------------------------------------------------------------------------------------------------

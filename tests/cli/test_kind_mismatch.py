@@ -252,3 +252,10 @@ def test_study_defaults_are_the_studys():
     assert (cfg["study"]["count_tol"], cfg["study"]["rate_tol"]) == (study["count_tol"], study["rate_tol"])
     assert cfg["study"]["exponent_sigma"] == list(study["exponent_sigma"])
     assert cfg["study"]["sigma"] == [study["sigma"]]
+
+
+def test_a_misspelt_method_table_is_suggested_without_a_moved_note():
+    with pytest.raises(ConfigError) as info:
+        parse_config('kind = "mismatch"\n[compensation.ofset]\nenabled = false\n')
+    (path, message), *_ = info.value.errors
+    assert path == "compensation.ofset" and "did you mean 'offset'?" in message and "moved" not in message

@@ -330,7 +330,5 @@ def test_failed_simulation_is_recorded_and_exits_nonzero(tmp_path):
     assert (out / "traces.npz").exists() and (out / "traces.png").exists()
 
 
-
-
 def test_solver_names_are_the_solvers():
     assert set(_common.SOLVER_NAMES) == set(simulate.solvers())
