@@ -48,8 +48,8 @@ import jax
 jax.config.update("jax_enable_x64", True)  # an entry point: float64 before ndjax computes anything
 
 from ndjax import fit  # noqa: E402
-from ndjax.cli._config import fit_settings, load_config  # noqa: E402
-from ndjax.cli._runner import fit_targets, resolve_fit_currents  # noqa: E402
+from ndjax.cli._main import load_config  # noqa: E402
+from ndjax.cli.kinds.fit import fit_settings, fit_targets, resolve_fit_currents  # noqa: E402
 
 EVAL_CURRENTS = (0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0)  # 2.5, 8, 12.5, 17.5 held out
 COUNT_TOL = 1  # spikes
@@ -103,13 +103,11 @@ DEFAULT_TARGETS = "guide,conductances,sclv25"
 
 QUICK = {
     "optimizer": {
-        "es_generations": 2,
-        "es_extend": 0,
-        "es_population": 6,
-        "grad_steps": 2,
-        "polish_sweeps": 2,
         "n_save": 900,
         "retries": 0,
+        "calibrate": {"generations": 2, "extend": 0, "population": 6},
+        "gradient": {"steps": 2},
+        "polish": {"sweeps": 2},
     },
     "span_ms": 30.0,
     "eval_n_save": 900,
@@ -316,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.quick:
         settings["fi_grid"] = QUICK["fi_grid"]
-        settings["optimizer"].update(QUICK["optimizer"])
+        for key, value in QUICK["optimizer"].items():  # the [optimizer.*] sub-tables are merged
+            opt = settings["optimizer"]
+            opt[key] = {**opt[key], **value} if isinstance(value, dict) else value
         settings["span_ms"] = QUICK["span_ms"]
         settings["eval_n_save"] = QUICK["eval_n_save"]
 

@@ -1,8 +1,8 @@
-"""``python -m ndjax``: the ``ndjax`` console script (see :mod:`ndjax._runner`)."""
+"""``python -m ndjax``: the ``ndjax`` console script (see :mod:`ndjax.cli._main`)."""
 
 import sys
 
-from .cli._runner import main
+from .cli._main import main
 
 if __name__ == "__main__":
     sys.exit(main())

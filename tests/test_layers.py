@@ -119,5 +119,5 @@ def test_no_import_cycle():
 
 def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     src = tmp_path / "x.py"
-    src.write_text("def f():\n    from ..cli import _runner\n    from .. import plot\n")
-    assert _imports("studies._x", src) == {"cli._runner", "plot"}
+    src.write_text("def f():\n    from ..cli import _main\n    from .. import plot\n")
+    assert _imports("studies._x", src) == {"cli._main", "plot"}

@@ -15,11 +15,9 @@ def test_onset_currents_flag_a_long_first_isi():
 
 @pytest.mark.slow
 def test_auto_currents_follow_the_targets_onset():
-    from ndjax.cli._config import FIT_CURRENTS_DEFAULT
-
     guide, words0 = fit.make_target()
     # onset 7.5 (first ISI 1.9x the later ones), clean from 7.75: the set measured on the guide
-    assert fit.auto_currents(guide) == FIT_CURRENTS_DEFAULT == (0.0, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0)
+    assert fit.auto_currents(guide) == (0.0, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0)
     leak, _ = fit.make_target(gl=0.45)
     # onset 9.75, first ISI over 1.3x the later ones up to 10.5: 10 (a knife edge) is left out,
     assert fit.auto_currents(leak) == (0.0, 5.0, 9.5, 10.75, 13.0, 15.0, 20.0)  # 13 replaces 10

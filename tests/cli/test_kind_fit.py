@@ -1,9 +1,8 @@
-"""``kind = "fit"``: config schema, words.json, and one tiny end-to-end ``ndjax run``."""
+"""``kind = "fit"``: its schema (errors by key path, defaults from the code, moved keys), the
+``[optimizer]`` tables -> FitSettings, fit_hh.toml, and one tiny end-to-end ``ndjax run``."""
 
-import contextlib
 import copy
 import inspect
-import io
 import json
 import math
 import tomllib
@@ -11,16 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_main
 
 from ndjax import fit as _e2e
-from ndjax import plot
-from ndjax._words_io import WordsFileError, load_words, save_words, validate_words
-from ndjax.cli import _config, _runner
-from ndjax.cli._config import ConfigError, dump_toml, load_config, validate_config
-from ndjax.fit._settings import FitSettings
+from ndjax._words_io import load_words
+from ndjax.cli._main import ROOT, load_config, validate_config
+from ndjax.cli._schema import ConfigError, Key, Table
+from ndjax.cli._toml import dump_toml
+from ndjax.cli.kinds import fit
+from ndjax.fit._settings import CalibrateSettings, FitSettings, GradientSettings, PolishSettings
 from ndjax.models import _neurodyn as _quantize
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def fit_config(**tables):
@@ -39,12 +40,27 @@ BAD = {
     "unknown key, suggested": (
         fit_config(optimizer={"grad_stpes": 5}),
         "optimizer.grad_stpes",
-        "did you mean 'grad_steps'",
+        "did you mean 'grad_steps'? (it moved to optimizer.gradient.steps)",
+    ),
+    "unknown stage key, suggested": (
+        fit_config(optimizer={"gradient": {"stpes": 5}}),
+        "optimizer.gradient.stpes",
+        "did you mean 'steps'",
+    ),
+    "a flat key that moved": (
+        fit_config(optimizer={"es_generations": 5}),
+        "optimizer.es_generations",
+        "moved to optimizer.calibrate.generations",
+    ),
+    "a bound from the settings": (
+        fit_config(optimizer={"polish": {"combine": 49}}),
+        "optimizer.polish.combine",
+        "in 1..48",
     ),
     "unknown table, suggested": (fit_config(optimiser={}), "optimiser", "did you mean 'optimizer'"),
     "float where an int goes": (
-        fit_config(optimizer={"es_population": 24.0}),
-        "optimizer.es_population",
+        fit_config(optimizer={"calibrate": {"population": 24.0}}),
+        "optimizer.calibrate.population",
         "write 5, not 5.0",
     ),
     "string where a number goes": (fit_config(target={"gna": "120"}), "target.gna", "expected a number"),
@@ -94,13 +110,13 @@ BAD = {
     "current out of range": (fit_config(currents={"fit": [5.0, 1e3]}), "currents.fit[1]", "in -100..200"),
     "zero span": (fit_config(span_ms=0.0), "span_ms", "> 0"),
     "too small population": (
-        fit_config(optimizer={"es_population": 1}),
-        "optimizer.es_population",
+        fit_config(optimizer={"calibrate": {"population": 1}}),
+        "optimizer.calibrate.population",
         "in 2..100000",
     ),
     "negative learning rate": (
-        fit_config(optimizer={"learning_rate": -0.1}),
-        "optimizer.learning_rate",
+        fit_config(optimizer={"gradient": {"learning_rate": -0.1}}),
+        "optimizer.gradient.learning_rate",
         "> 0",
     ),
     "onset resolution above the F-I grid": (
@@ -160,6 +176,15 @@ def test_config_errors_stop_before_anything_runs(tmp_path):
     assert "chip.i_master" in stderr and "currents.evaluate" in stderr and "2 errors" in stderr
 
 
+def test_target_and_chip_defaults_are_make_targets():
+    cfg = validate_config({"kind": "fit"})
+    for key, field in fit.TARGET.fields.items():
+        assert field.default == inspect.signature(_e2e.make_target).parameters[key].default, key
+    assert isinstance(fit.CURRENTS.fields["fit"], Key)
+    assert cfg["currents"]["fit"] == inspect.signature(_e2e.fit_words).parameters["currents_ua"].default
+    assert cfg["span_ms"] == inspect.signature(_e2e.fit_words).parameters["t_hh_ms"].default
+
+
 def test_defaults_filled():
     cfg = validate_config({"kind": "fit"}, source="dir/my_fit.toml")
     assert (cfg["name"], cfg["seed"], cfg["span_ms"]) == ("my_fit", 0, 100.0)
@@ -192,10 +217,16 @@ def test_defaults_filled():
         "evaluate": [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0],
     }
     # the optimizer follows FitSettings's defaults, with their types
-    assert _config.fit_settings(cfg["optimizer"]) == FitSettings()
-    for key, value in cfg["optimizer"].items():
-        want = int if _config.FIT_OPTIMIZER.fields[key].type == "int" else float
-        assert type(value) is want, key
+    assert fit.fit_settings(cfg["optimizer"]) == FitSettings()
+
+    def check_types(table: Table, values: dict):
+        for key, field in table.fields.items():
+            if isinstance(field, Table):
+                check_types(field, values[key])
+            else:
+                assert type(values[key]) is {"int": int, "float": float}[field.type], key
+
+    check_types(fit.OPTIMIZER, cfg["optimizer"])
     assert cfg["report"] == {
         "n_save": 6000,
         "trace_currents": [0.0, 5.0, 12.5, 20.0],
@@ -208,10 +239,46 @@ def test_defaults_filled():
     assert few["report"]["trace_currents"] == [1.0, 3.0, 9.0]
 
 
-def test_every_optimizer_key_is_a_fit_settings_field():
-    assert set(_config.FIT_OPTIMIZER.fields) == set(_config.OPTIMIZER_FIELDS)
-    for stage, field in _config.OPTIMIZER_FIELDS.values():
-        assert hasattr(FitSettings() if stage is None else getattr(FitSettings(), stage), field)
+def test_every_moved_optimizer_key_names_a_fit_settings_field():
+    for old, new in fit.OPTIMIZER_MOVED.items():
+        _, stage, name = new.split(".")
+        assert hasattr(getattr(FitSettings(), stage), name), old
+    errors = errors_of(fit_config(optimizer={old: 1 for old in fit.OPTIMIZER_MOVED}))
+    assert errors == {f"optimizer.{old}": f"moved to {new}" for old, new in fit.OPTIMIZER_MOVED.items()}
+    with pytest.raises(
+        ConfigError, match="optimizer.es_generations: moved to optimizer.calibrate.generations"
+    ):
+        validate_config(fit_config(optimizer={"es_generations": 5}))
+
+
+#: fit_hh.toml's [optimizer] before it had a sub-table per stage (the config the guide's fit ran with).
+FIT_HH_FLAT = dict(
+    es_generations=100, es_population=24, es_sigma=0.12, es_restarts=3, es_screen=10, es_extend=50,
+    es_extend_above=1.5, es_extend_max=2.0, grad_steps=30, learning_rate=1.0, grad_min_word=8.0,
+    polish_sweeps=40, polish_combine=8, polish_starts=1, retry_above=2.0, retries=1, sub_weight=0.0,
+    n_save=1500,
+)  # fmt: skip
+
+
+def test_fit_hh_gives_the_fit_settings_it_gave_before():
+    settings = fit.fit_settings(load_config(EXPERIMENTS / "fit_hh.toml")["optimizer"])
+    expected = FitSettings(
+        n_save=1500, sub_weight=0.0, retry_above=2.0, retries=1,
+        calibrate=CalibrateSettings(generations=100, population=24, sigma=0.12, restarts=3, screen=10,
+                                    extend=50, extend_above=1.5, extend_max=2.0),
+        gradient=GradientSettings(steps=30, learning_rate=1.0, min_word=8.0),
+        polish=PolishSettings(sweeps=40, combine=8, starts=1),
+    )  # fmt: skip
+    assert settings == expected
+    # the old flat keys, each moved where OPTIMIZER_MOVED says, give the same settings
+    nested: dict = {}
+    for key, value in FIT_HH_FLAT.items():
+        *stage, name = fit.OPTIMIZER_MOVED.get(key, f"optimizer.{key}").split(".")[1:]
+        node = nested
+        for s in stage:
+            node = node.setdefault(s, {})
+        node[name] = value
+    assert fit.fit_settings(validate_config(fit_config(optimizer=nested))["optimizer"]) == expected
 
 
 def test_fit_hh_is_valid_explicit_and_round_trips():
@@ -229,156 +296,13 @@ def test_fit_hh_is_valid_explicit_and_round_trips():
     assert (cfg["chip"]["capacitance_scaling"], cfg["chip"]["speedup"]) == (0.03, "conductance")
     assert cfg["currents"]["fit"] == "auto"
     assert cfg["currents"]["evaluate"] == [0.0, 2.5, 5.0, 8.0, 10.0, 12.5, 17.5, 20.0]
-    text = dump_toml(cfg, header="as run")
+    text = dump_toml(cfg, ROOT, header="as run")
     assert tomllib.loads(text) == cfg and validate_config(tomllib.loads(text)) == cfg
 
 
 def test_fixed_shapes_keep_their_message():
     errors = errors_of({"kind": "simulate", "models": [{"type": "hh", "t1": 1.0, "x0": [0.0]}]})
     assert "expected an array of shape (4,), got shape (1,)" in errors["models[0].x0"]
-
-
-# ---- words.json ------------------------------------------------------------------------------------
-
-SETTINGS = dict(
-    v_ref=0.9, i_voltage=200e-9, i_master=150e-9, i_ref=100e-9, capacitance_scaling=0.1, scl_t=13.1, scl_v=3.0
-)
-
-
-def some_words():
-    rng = np.random.default_rng(0)
-    return (rng.integers(0, 1024, 3), rng.integers(-1023, 1024, 3), rng.integers(0, 1024, (3, 2, 7)))
-
-
-def test_words_round_trip(tmp_path):
-    dg, de, dib = some_words()
-    dib[0, 0, 0], de[1] = 1023, -1023  # the range ends are valid words
-    hh = {"gna": 120.0, "gk": 36.0, "gl": 0.3, "ena": 120.0, "ek": -12.0, "el": 10.6}
-    path = save_words(tmp_path / "words.json", dg=dg, dErev=de, dIb=dib, v_mean=0.162, hh=hh, **SETTINGS)
-    data = json.loads(path.read_text())  # plain JSON: lists of ints, numbers
-    assert list(data)[:4] == ["format", "dg", "dErev", "dIb"]
-    assert data["dIb"] == dib.tolist() and all(type(x) is int for x in data["dg"])
-    assert (data["V_ref"], data["I_master"], data["scl_t"]) == (0.9, 150e-9, 13.1)
-    back = load_words(path)
-    for name, arr in (("dg", dg), ("dErev", de), ("dIb", dib)):
-        assert back[name].dtype == np.int64 and back[name].shape == _quantize.WORD_SHAPES[name]
-        np.testing.assert_array_equal(back[name], arr)
-    assert back["hh"] == hh and back["V_mean"] == 0.162 and back["capacitance_scaling"] == 0.1
-    # the same ranges as the core (the module keeps its own copy to stay JAX-free)
-    from ndjax import _words_io
-
-    for name, (shape, lo, hi) in _words_io._WORDS.items():
-        assert _quantize.WORD_SHAPES[name] == shape and _quantize.WORD_RANGES[name] == (lo, hi)
-
-
-def valid_words_dict():
-    dg, de, dib = some_words()
-    return {
-        "dg": dg.tolist(),
-        "dErev": de.tolist(),
-        "dIb": dib.tolist(),
-        "V_ref": 0.9,
-        "I_voltage": 2e-7,
-        "I_master": 1.5e-7,
-        "I_ref": 1e-7,
-        "capacitance_scaling": 0.1,
-        "scl_t": 13.1,
-        "scl_v": 3.0,
-    }
-
-
-def _changed(**changes):
-    d = valid_words_dict()
-    for key, value in changes.items():
-        if value is None:
-            del d[key]
-        else:
-            d[key] = value
-    return d
-
-
-WORDS_BAD = {
-    "missing key": (_changed(I_master=None), "I_master", "required key missing"),
-    "unknown key": (_changed(Vref=0.9), "Vref", "did you mean 'V_ref'"),
-    "wrong shape": (_changed(dg=[1, 2]), "dg", "expected an array of shape (3,), got shape (2,)"),
-    "ragged dIb": (_changed(dIb=[[[0] * 7, [0] * 6]] * 3), "dIb", "ragged"),
-    "word above range": (_changed(dIb=[[[0] * 7, [0] * 6 + [1024]]] * 3), "dIb[0][1][6]", "in 0..1023"),
-    "negative dg": (_changed(dg=[1, -1, 3]), "dg[1]", "in 0..1023"),
-    "dErev below range": (_changed(dErev=[0, -1024, 0]), "dErev[1]", "in -1023..1023"),
-    "fractional word": (_changed(dg=[1, 2.5, 3]), "dg[1]", "expected an integer word"),
-    "bool word": (_changed(dg=[1, True, 3]), "dg[1]", "expected an integer word"),
-    "bad V_ref": (_changed(V_ref=2.5), "V_ref", "in 0..1.8"),
-    "non-positive bias": (_changed(I_voltage=0.0), "I_voltage", "> 0"),
-    "string setting": (_changed(scl_t="13"), "scl_t", "expected a finite number"),
-    "wrong format": (_changed(format="v2"), "format", "'ndjax-words/1'"),
-}
-
-
-@pytest.mark.parametrize("case", list(WORDS_BAD), ids=list(WORDS_BAD))
-def test_words_validation_names_the_key(case, tmp_path):
-    data, path, words = WORDS_BAD[case]
-    file = tmp_path / "words.json"
-    file.write_text(json.dumps(data))
-    with pytest.raises(WordsFileError) as info:
-        load_words(file)
-    errors = dict(info.value.errors)
-    assert path in errors and words in errors[path], errors
-    assert str(file) in str(info.value) and isinstance(info.value, ValueError)
-
-
-def test_words_file_errors(tmp_path):
-    validate_words(valid_words_dict())  # the base case is valid
-    file = tmp_path / "words.json"
-    file.write_text("{not json")
-    with pytest.raises(WordsFileError, match="not valid JSON"):
-        load_words(file)
-    file.write_text("[1, 2]")
-    with pytest.raises(WordsFileError, match="expected a JSON object"):
-        load_words(file)
-    with pytest.raises(WordsFileError, match="3 errors"):
-        validate_words(_changed(dg=None, V_ref=-1.0, scl_v=0))
-    dg, de, dib = some_words()
-    dib[2, 1, 0] = 2000
-    with pytest.raises(WordsFileError, match=r"dIb\[2\]\[1\]\[0\]"):
-        save_words(tmp_path / "new.json", dg=dg, dErev=de, dIb=dib, **SETTINGS)
-    assert not (tmp_path / "new.json").exists()  # nothing written
-
-
-# ---- plots -----------------------------------------------------------------------------------------
-
-
-def test_fit_plots_check_their_inputs():
-    t = np.linspace(0.0, 10.0, 11)
-    with pytest.raises(ValueError, match="v_hh and v_chip must have shape"):
-        plot.plot_fit_traces(t, [1.0, 2.0], np.zeros((2, 11)), np.zeros((1, 11)))
-    with pytest.raises(ValueError, match=r"rates\['chip'\] must have shape"):
-        plot.plot_fi_curves([0.0, 1.0], {"chip": [1.0]})
-    with pytest.raises(ValueError, match=r"onsets for unknown curves \['hh'\]"):
-        plot.plot_fi_curves([0.0, 1.0], {"chip": [0.0, 1.0]}, onsets={"hh": 0.5})
-    # a dense curve: markers only at the marked currents (open where held out), the onset a line
-    grid = np.linspace(0.0, 2.0, 9)
-    fig = plot.plot_fi_curves(grid, {"HH": grid, "chip": grid}, marks=[0.5, 1.0, 2.0], held_out=[1.0],
-                              onsets={"HH": 0.75, "chip": np.nan})  # fmt: skip
-    try:
-        (ax,) = fig.axes
-        filled = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_mfc() != "white"]
-        hollow = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_mfc() == "white"]
-        assert (
-            sum(len(ln.get_xdata()) for ln in filled) == 4 and sum(len(ln.get_xdata()) for ln in hollow) == 2
-        )
-        vlines = [
-            ln for ln in ax.lines if len(ln.get_xdata()) == 2 and ln.get_xdata()[0] == ln.get_xdata()[1]
-        ]
-        assert [float(ln.get_xdata()[0]) for ln in vlines] == [0.75]
-    finally:
-        plot.close(fig)
-    fig = plot.plot_loss_history({"es": [3.0, 2.0], "grad": []}, seconds={"es": 1.5})
-    try:
-        left, right = fig.axes
-        assert left.get_title(loc="left") == "es (1.5 s)"
-        assert right.texts[0].get_text() == "skipped"
-    finally:
-        plot.close(fig)
 
 
 # ---- one tiny end-to-end run -----------------------------------------------------------------------
@@ -398,16 +322,22 @@ fit = [10.0]
 evaluate = [0.0, 5.0, 10.0, 15.0]
 
 [optimizer]
-es_generations = 2
-es_extend = 0
-es_population = 4
-es_restarts = 1
-es_screen = 1
-grad_steps = 1
-polish_sweeps = 1
-polish_combine = 1
 retries = 0
 n_save = 600
+
+[optimizer.calibrate]
+generations = 2
+extend = 0
+population = 4
+restarts = 1
+screen = 1
+
+[optimizer.gradient]
+steps = 1
+
+[optimizer.polish]
+sweeps = 1
+combine = 1
 
 [report]
 n_save = 600
@@ -415,13 +345,6 @@ trace_currents = [0.0, 15.0]
 fi_step = 5.0   # the evaluation's 4 currents, and 4 more below an onset: no new compilation
 fi_refine = 1.0
 """
-
-
-def run_main(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = _runner.main([str(a) for a in argv])
-    return status, out.getvalue(), err.getvalue()
 
 
 def test_tiny_fit_run_writes_loadable_words(tmp_path):
@@ -515,14 +438,14 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
 def test_auto_fit_currents_are_resolved_and_keep_three_held_out():
     target, _ = _e2e.make_target()
     cfg = validate_config(fit_config())
-    assert _runner.resolve_fit_currents(cfg, target) == [0.0, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0]
+    assert fit.resolve_fit_currents(cfg, target) == [0.0, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0]
     explicit = validate_config(fit_config(currents={"fit": [1.0, 2.0]}))
-    assert _runner.resolve_fit_currents(explicit, target) == [1.0, 2.0]
+    assert fit.resolve_fit_currents(explicit, target) == [1.0, 2.0]
     crowded = validate_config(
         fit_config(currents={"evaluate": [0.0, 2.5, 5.0, 7.25, 7.75, 10.0, 15.0, 20.0]})
     )
     with pytest.raises(ConfigError) as info:
-        _runner.resolve_fit_currents(crowded, target)
+        fit.resolve_fit_currents(crowded, target)
     (path, message), *_ = info.value.errors
     assert path == "currents.evaluate"
     assert "at least 3 currents not among the automatic training currents 0, 5, 7.25" in message
