@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_main
+from cli_support import run_main
 
 from ndjax import fit as _e2e
 from ndjax._words_io import load_words

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_main
+from cli_support import run_main
 
 import ndjax
 from ndjax.cli import _common

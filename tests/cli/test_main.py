@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import SHORT, run_main
+from cli_support import SHORT, run_main
 
 import ndjax
 from ndjax.cli import _main
