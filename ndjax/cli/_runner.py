@@ -823,13 +823,13 @@ RESUMABLE = {"mismatch"}
 
 
 def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
-    """``kind = "mismatch"``: read the words file, build one :class:`ndjax._mismatch.Study` per sigma."""
+    """``kind = "mismatch"``: read the words file, build one :class:`ndjax.studies.Study` per sigma."""
     import numpy as np
 
+    from .. import studies as _studies
     from .._words_io import WordsFileError, load_words
     from ..fit._e2e import Target
     from ..models._neurodyn import NDWords, nd_biases, nd_chip
-    from ..studies import _mismatch
 
     words_path = cfg["chip"]["words"]
     target = None
@@ -898,7 +898,7 @@ def prepare_mismatch(cfg: dict, source: Path | None = None) -> Callable[[RunDir]
     hysteresis = hysteresis if spk["hysteresis"] == "auto" else spk["hysteresis"]
     sol = cfg["solver"]
     studies = [
-        _mismatch.Study(
+        _studies.Study(
             words=words,
             biases=biases,
             currents=currents,
@@ -1007,11 +1007,11 @@ def _run_mismatch(
     import numpy as np
 
     from .. import plot
-    from ..studies import _mismatch
+    from .. import studies as _studies
 
     comp = cfg["compensation"]
-    methods = [m for m in _mismatch.COMPENSATIONS if comp[m]]
-    mesh = _mismatch.device_mesh()
+    methods = [m for m in _studies.COMPENSATIONS if comp[m]]
+    mesh = _studies.device_mesh()
     _say(f"{jax.device_count()} device(s){'; chips sharded over them' if mesh is not None else ''}")
     _say(f"spikes: threshold {studies[0].threshold:.4g} V, hysteresis {studies[0].hysteresis:.3g} V")
     # offsets are fractions of the largest |current| (of one current unit when every current is 0)
@@ -1021,16 +1021,16 @@ def _run_mismatch(
     arrays: dict[str, Any] = {}
     for i, study in enumerate(studies):
         ref = (
-            _mismatch.hh_reference(study, target)
+            _studies.hh_reference(study, target)
             if target is not None
-            else _mismatch.nominal_reference(study)
+            else _studies.nominal_reference(study)
         )
-        nominal = _mismatch.nominal_reference(study)
+        nominal = _studies.nominal_reference(study)
         _say(
             f"sigma = {study.sigma:g}: reference ({'HH target' if target is not None else 'nominal chip'}) "
             f"counts {ref.count.tolist()}, rates {np.round(ref.rate, 1).tolist()} Hz (chip time)"
         )
-        res = _mismatch.run_study(
+        res = _studies.run_study(
             study,
             cfg["study"]["n_chips"],
             ref=ref,
@@ -1044,7 +1044,7 @@ def _run_mismatch(
         )
         summary = _mismatch_summary(res, methods, unit_scale)
         nominal_ok = bool(
-            _mismatch.behaves(
+            _studies.behaves(
                 nominal.count[None], nominal.rate[None], ref.count, ref.rate, study.count_tol, study.rate_tol
             )[0]
         )
@@ -1121,10 +1121,11 @@ def _example_traces(
     import numpy as np
 
     from .. import plot
+    from .. import studies as _studies
     from .._simulate import NEURODYN, simulate
     from .._stimulus import Constant
+    from ..fit._wordspace import unflatten_words
     from ..models._neurodyn import chip_params
-    from ..studies import _mismatch
 
     bad = np.flatnonzero(~arrays["sigma0_behaves"])[: cfg["report"]["example_chips"]]
     if bad.size == 0:
@@ -1148,7 +1149,7 @@ def _example_traces(
     panels = [plot.TracePanel(ts_ms, trace(study.template()), "nominal chip", "ms", "V", study.threshold)]
     for i in bad:
         idx = int(arrays["sigma0_index"][i])
-        mm = jax.tree.map(lambda x: x[0], _mismatch.chip_mismatch(study, np.array([idx])))
+        mm = jax.tree.map(lambda x: x[0], _studies.chip_mismatch(study, np.array([idx])))
         base = dc.replace(study.template(), mismatch=mm)
         panels.append(
             plot.TracePanel(ts_ms, trace(base), f"chip {idx}, uncompensated", "ms", "V", study.threshold)
@@ -1166,7 +1167,7 @@ def _example_traces(
                 )
             )
         if "retune" in methods:
-            w = _mismatch._unflat_words(jnp.asarray(arrays["sigma0_retune_words"][i]))
+            w = unflatten_words(jnp.asarray(arrays["sigma0_retune_words"][i]))
             ok = "restored" if arrays["sigma0_retune_behaves"][i] else "not restored"
             panels.append(
                 plot.TracePanel(
@@ -1186,7 +1187,7 @@ def _example_traces(
                 plot.TracePanel(ts_ms, trace(dc.replace(base, words=w)), label, "ms", "V", study.threshold)
             )
         if "robust" in methods:
-            w = _mismatch._unflat_words(jnp.asarray(arrays["sigma0_robust_words"]))
+            w = unflatten_words(jnp.asarray(arrays["sigma0_robust_words"]))
             ok = "within 10%" if arrays["sigma0_robust_within_robust_tol"][i] else "not within 10%"
             label = f"chip {idx}, robust words ({ok})"
             panels.append(
