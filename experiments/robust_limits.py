@@ -34,8 +34,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ndjax  # noqa: E402
-from ndjax.models._neurodyn import Mismatch  # noqa: E402
-from ndjax.studies import _mismatch as M  # noqa: E402
+import ndjax.studies as M  # noqa: E402
+from ndjax import Mismatch, NDWords  # noqa: E402
+from ndjax._settings import setting_fields  # noqa: E402
 
 CURRENTS = np.array([0.0, 0.2e-9, 0.5e-9])
 TOL = 0.10
@@ -61,10 +62,10 @@ def make_study(words=None, currents=CURRENTS) -> M.Study:
     )
 
 
-def rates(study: M.Study, words: M.NDWords, mismatch: Mismatch, n: int) -> np.ndarray:
+def rates(study: M.Study, words: NDWords, mismatch: Mismatch, n: int) -> np.ndarray:
     """(n, C) rates of n chips with the same words (NaN where a solve failed)."""
-    r = M.responses_grid(study, M.broadcast_words(words, n), mismatch)
-    return np.where(r.count >= 0, r.rate, np.nan)[:, 0]
+    r = M.chip_responses(study, M.broadcast_words(words, n), mismatch)
+    return np.where(r.count >= 0, r.rate, np.nan)
 
 
 def at(study: M.Study) -> str:
@@ -102,7 +103,7 @@ def sources(study: M.Study, ref: M.Responses, n: int) -> None:
         )
 
 
-def sensitivities(study: M.Study, words: M.NDWords, label: str, h: float = 0.03, top: int = 8) -> None:
+def sensitivities(study: M.Study, words: NDWords, label: str, h: float = 0.03, top: int = 8) -> None:
     """d log(rate) per one standard deviation of each mismatch parameter, at the nominal chip."""
     n = len(NAMES)
     sd = np.concatenate([np.full(48, study.sigma), np.asarray(study.exponent_sigma)])
@@ -135,20 +136,20 @@ def sensitivities(study: M.Study, words: M.NDWords, label: str, h: float = 0.03,
 
 #: robust_words settings per search space: the study's defaults for the 13 factors; CMA-ES over the
 #: 48 words with 16 candidates and step 0.15.
-SEARCH = {"factors": dict(population=8, es_sigma=0.1), "words": dict(population=16, es_sigma=0.15)}
+SEARCH = {"factors": dict(population=8, sigma=0.1), "words": dict(population=16, sigma=0.15)}
+#: The choices of ``RobustSettings.space`` and ``.search`` (from the settings' own field metadata).
+CHOICES = {f.name: spec.choices for f, spec in setting_fields(M.RobustSettings) if spec.choices}
+
+
+def _print_generation(generation: int, generations: int, best: float) -> None:
+    print(f"  robust words: generation {generation}/{generations}, training objective {best:.3f}", flush=True)
 
 
 def search(study, ref, space: str, generations: int, n_train: int, n_test: int, method: str = "auto") -> None:
     start = time.perf_counter()
-    best, _ = M.robust_words(
-        study,
-        ref,
-        n_train=n_train,
-        generations=generations,
-        space=space,
-        progress=True,
-        **(SEARCH[space] if method == "auto" else {**SEARCH["words"], "search": method, "es_sigma": 0.1}),
-    )
+    options = SEARCH[space] if method == "auto" else {**SEARCH["words"], "search": method, "sigma": 0.1}
+    settings = M.RobustSettings(train_chips=n_train, generations=generations, space=space, **options)
+    best, _ = M.robust_words(study, ref, settings, progress=_print_generation)
     print(f"   search: {time.perf_counter() - start:.0f} s")
     test = M.chip_mismatch(study, np.arange(n_test))
     print(f"\n3. robust_words(space={space!r}), {generations} generations on {n_train} training chips; "
@@ -168,10 +169,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chips", type=int, default=300)
     ap.add_argument("--search", type=int, default=0, metavar="G", help="generations of robust_words")
-    ap.add_argument("--space", choices=M.ROBUST_SPACES, default="words", help="robust_words's search space")
+    ap.add_argument("--space", choices=CHOICES["space"], default="words", help="robust_words's search space")
     ap.add_argument(
         "--method",
-        choices=M.ROBUST_SEARCHES,
+        choices=CHOICES["search"],
         default="auto",
         help="robust_words's search; 'es' or 'cmaes' with 16 candidates and step 0.1 in either space",
     )

@@ -6,7 +6,7 @@ SPEC 2 default words, x0 = [0.7, 0, 0, 0], I_app = 0, 20 ms of chip time, V save
 1. accuracy: spike times of a sample of chips from each method against a tight Dopri8 solution
    (rtol 1e-10, atol 1e-13), on the same save grid (crossings interpolated linearly);
 2. forward: the plain ``jax.vmap`` of ``ndjax.simulate`` (diffrax Tsit5, PID, rtol 1e-6: the
-   library default) in chunks of 1,000, against the study kernel ``ndjax._mismatch.respond``
+   library default) in chunks of 1,000, against the study kernel ``ndjax.studies.respond``
    (the same diffrax solve at rtol 1e-4, spike counts and rates computed on the device, blocks
    of 512 jobs by default, ``--block``), as ms per chip; and a NumPy + scipy ``solve_ivp`` (RK45,
    rtol 1e-6) loop on a few chips for the ratio the issue asks for;
@@ -38,7 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ndjax  # noqa: E402
-from ndjax.studies import _mismatch as M  # noqa: E402
+import ndjax.studies as M  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from simulate import machine_info, scipy_solve  # noqa: E402  (the NumPy baseline of simulate.py)
@@ -90,11 +90,9 @@ def plain_batch(st: M.Study, solver, rtol, atol, chunk=1000):
             ndjax.chip_params(chip),
             0.0,
             jnp.asarray(Y0),
-            ts,
+            saveat=dfx.SaveAt(ts=ts, fn=_save_v),
             solver=solver,
-            rtol=rtol,
-            atol=atol,
-            save_fn=_save_v,
+            stepsize_controller=ndjax.default_controller(rtol, atol),
             max_steps=200_000,
         )
         return tr.ys, tr.ok
@@ -113,9 +111,8 @@ def segmented_v(st: M.Study, mm, segments: int):
     parts = []
     for k in range(segments):
         seg = jnp.asarray(ts[bounds[k] : bounds[k + 1] + 1])
-        v, y, _, _, _ = M._segment(
-            words, mm, st.biases, jnp.zeros(n), y, seg, st.rtol, st.atol, max_steps=20_000
-        )
+        fx = dataclasses.replace(M.fixed(st), ts=seg, max_steps=20_000)
+        v, y, _, _, _ = M.solve_segment(words, mm, jnp.zeros(n), y, fx)
         parts.append(np.asarray(v) if k == 0 else np.asarray(v)[:, 1:])
     return np.concatenate(parts, axis=1)
 
@@ -237,7 +234,7 @@ def main(argv=None) -> int:
     print(f"[3] gradient on {a.grad_chips} chips ...", flush=True)
     ts = jnp.asarray(fast.ts)
     nominal = ndjax.simulate(
-        ndjax.NEURODYN, ndjax.chip_params(fast.template()), 0.0, Y0, fast.ts, save_fn=_save_v
+        ndjax.NEURODYN, ndjax.chip_params(fast.template()), 0.0, Y0, saveat=dfx.SaveAt(ts=fast.ts, fn=_save_v)
     )
     v_nom = nominal.ys
 
@@ -249,10 +246,8 @@ def main(argv=None) -> int:
                 ndjax.chip_params(chip),
                 0.0,
                 jnp.asarray(Y0),
-                ts,
-                save_fn=_save_v,
-                rtol=rtol,
-                atol=atol,
+                saveat=dfx.SaveAt(ts=ts, fn=_save_v),
+                stepsize_controller=ndjax.default_controller(rtol, atol),
                 max_steps=4096,
                 adjoint=dfx.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
             )

@@ -1,4 +1,12 @@
-"""A small CMA-ES (covariance matrix adaptation evolution strategy), host-side NumPy.
+"""Evolution strategies: a (1 + lambda) strategy with a fixed step, and a small CMA-ES.
+
+(1 + lambda): each generation draws ``lambda`` candidates ``mean + sigma N(0, I)`` around the
+best point so far and moves there when one scores better (:func:`es_key`, :func:`es_candidates`,
+:func:`es_select`). It is the search of a study's per-chip retune (many independent runs, one per
+chip, drawn in one jitted call) and of its robust word set. The draws of a run depend only on a
+key path ``(seed, stream, run, generation)``, so results do not depend on how runs are batched.
+
+CMA-ES, host-side NumPy:
 
 The fit's calibration searches a dozen global factors on a score made of spike
 counts, rates and spike times: not differentiable, with plateaus and many local
@@ -15,9 +23,71 @@ Evolution Strategy: A Tutorial", arXiv:1604.00772 (2016).
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-__all__ = ["CMAES"]
+__all__ = ["CMAES", "es_key", "es_candidates", "es_select"]
+
+
+def es_key(seed: ArrayLike, stream: int, *path: ArrayLike) -> jax.Array:
+    """The key of one (1 + lambda) draw: ``fold_in`` of ``key(seed)`` with ``stream`` (which search),
+    then with each entry of ``path`` (e.g. a chip index, then a generation). jit/vmap safe.
+
+    Args:
+        seed: the study's or fit's seed (an int, or a traced () integer).
+        stream: a constant that separates searches of the same seed.
+        path: integers (or traced () integers) naming the run and the generation.
+    """
+    key = jax.random.fold_in(jax.random.key(seed), stream)
+    for p in path:
+        key = jax.random.fold_in(key, p)
+    return key
+
+
+def es_candidates(key: jax.Array, mean: ArrayLike, sigma: ArrayLike, population: int) -> jax.Array:
+    """(1 + lambda) candidates: ``mean + sigma z`` with ``z ~ N(0, I)`` drawn from ``key``.
+
+    Args:
+        key: from :func:`es_key`.
+        mean: (D,) the best point so far (its dtype is the draws' dtype).
+        sigma: () step size, in the units of ``mean``.
+        population: lambda, the number of candidates (static).
+
+    Returns:
+        (population, D) candidates.
+    """
+    mean = jnp.asarray(mean)
+    return mean[None, :] + sigma * jax.random.normal(key, (population, mean.shape[-1]), dtype=mean.dtype)
+
+
+def es_select(
+    scores: np.ndarray, best: np.ndarray, accept: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Host-side: the (1 + lambda) selection of ``R`` independent runs.
+
+    Each run picks its lowest-scoring candidate (the first of equal ones) or, where ``accept``
+    marks candidates that already meet the goal, the first of those; it moves there when the
+    pick scores lower than its best so far, or is accepted.
+
+    Args:
+        scores: (R, P) candidate scores, lower is better.
+        best: (R,) each run's best score so far.
+        accept: optional (R, P) bool, candidates that meet the goal.
+
+    Returns:
+        ``(pick, move)``: (R,) index of the chosen candidate and (R,) whether the run moves to it.
+    """
+    scores = np.asarray(scores)
+    pick = np.argmin(scores, axis=1)
+    if accept is not None:
+        done = accept.any(axis=1)
+        pick = np.where(done, np.argmax(accept, axis=1), pick)
+    move = scores[np.arange(scores.shape[0]), pick] < best
+    if accept is not None:
+        move = done | move
+    return pick, move
 
 
 class CMAES:
