@@ -91,7 +91,8 @@ def spikes_at(params, i_app, fx: Fixed):
         rate (Hz) of its voltage (``ndjax._analysis.count_and_rate``; the rate is differentiable).
     """
     tr = simulate(NEURODYN, params, Constant(i_app), fx.y0, saveat=dfx.SaveAt(ts=fx.ts, fn=_save_v),
-                  stepsize_controller=default_controller(fx.rtol, fx.atol), max_steps=fx.max_steps)  # fmt: skip
+                  stepsize_controller=default_controller(fx.rtol, fx.atol),
+                  max_steps=fx.max_steps)  # fmt: skip
     return (tr, *count_and_rate(fx.ts, tr.ys, fx.threshold, fx.hysteresis))
 
 
