@@ -145,7 +145,7 @@ def first_last_crossings(
     return crossing_time(ts, v, first, threshold), crossing_time(ts, v, last, threshold)
 
 
-def firing_rate(count: ArrayLike, t_first: ArrayLike, t_last: ArrayLike) -> jax.Array:
+def firing_rate(count: ArrayLike, t_first: ArrayLike, t_last: ArrayLike, floor: float = 1e-300) -> jax.Array:
     """Mean firing rate from the first to the last spike: ``(count - 1) / (t_last - t_first)``.
 
     The rate of a regular train, independent of where the window starts and ends (a count over the
@@ -156,12 +156,27 @@ def firing_rate(count: ArrayLike, t_first: ArrayLike, t_last: ArrayLike) -> jax.
     Args:
         count: spike counts, any shape.
         t_first, t_last: times of the first and last spike, same shape (e.g. s).
+        floor: the smallest span divided by (a guard; spans of real trains are far larger).
 
     Returns:
         Rates of ``count``'s shape, in 1 / the unit of the times (Hz for s).
     """
     span = jnp.where(count >= 2, t_last - t_first, 1.0)
-    return jnp.where(count >= 2, (count - 1) / jnp.maximum(span, 1e-300), 0.0)
+    return jnp.where(count >= 2, (count - 1) / jnp.maximum(span, floor), 0.0)
+
+
+def train_rate(times: np.ndarray, per: float = 1.0) -> float:
+    """:func:`firing_rate` of one spike train on the host: ``per (n - 1) / (t_last - t_first)``.
+
+    Args:
+        times: (n,) spike times, increasing (NumPy).
+        per: unit factor (1e3 for times in ms and a rate in Hz).
+
+    Returns:
+        The rate (1 / the unit of ``times``, times ``per``); 0.0 below two spikes.
+    """
+    n = len(times)
+    return 0.0 if n < 2 else per * (n - 1) / (times[n - 1] - times[0])
 
 
 def count_and_rate(

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._analysis import crossing_times
+from .._analysis import crossing_times, firing_rate, train_rate
 from ..models._neurodyn import NDChip, NDWords
 from ._currents import onset_currents
 from ._simulate_pair import MAX_SPIKES, SEARCH_ATOL, SEARCH_RTOL, chip_voltages, hh_crossings
@@ -64,9 +64,8 @@ class CurrentMetrics(NamedTuple):
 
 
 def spike_rate(times_ms: np.ndarray) -> float:
-    """Firing rate (Hz) of spike times ``times_ms`` (ms): ``1000 (n - 1) / (t_last - t_first)``,
-    0 below two spikes."""
-    return 0.0 if len(times_ms) < 2 else 1e3 * (len(times_ms) - 1) / (times_ms[-1] - times_ms[0])
+    """Firing rate (Hz) of spike times ``times_ms`` (ms) (:func:`ndjax._analysis.train_rate`)."""
+    return train_rate(times_ms, per=1e3)
 
 
 def compare_spikes(
@@ -180,7 +179,7 @@ def prepare_problem(
     start = np.where(nh >= 1, th[:, 0] + QUIET_AFTER * ref, 0.0)
     quiet = ((nh <= 1)[:, None] & (ts[None, :] > start[:, None])).astype(float)
     isi = np.array([np.mean(np.diff(t[:n])) if n >= 2 else ref for t, n in zip(th, nh, strict=True)])
-    rh = np.array([(n - 1) / (t[n - 1] - t[0]) if n >= 2 else 0.0 for t, n in zip(th, nh, strict=True)])
+    rh = np.array([train_rate(t[:n]) for t, n in zip(th, nh, strict=True)])
     edges = onset_currents(currents_ua, th, nh)
     if edges:
         warnings.warn(
@@ -262,7 +261,7 @@ def trace_score(v: jax.Array, ok: jax.Array, data: TrainingData) -> jax.Array:
     """
     tc, nc = _spikes(v, data)
     last = jnp.take_along_axis(tc, jnp.maximum(nc - 1, 0)[:, None], axis=1)[:, 0]
-    rc = jnp.where(nc >= 2, (nc - 1) / jnp.maximum(last - tc[:, 0], 1e-12), 0.0)
+    rc = firing_rate(nc, tc[:, 0], last, floor=1e-12)
     ref_rate = jnp.maximum(jnp.max(data.rh), 1e-12)
     k = jnp.arange(MAX_SPIKES)[None, :]
     matched = (k < jnp.minimum(nc, data.nh)[:, None]).astype(float)
