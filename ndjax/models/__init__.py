@@ -5,7 +5,9 @@ HH kinetics and parameters (SPEC 1), the chip's constants, biases, words, mismat
 both directions (SPEC 2), and the gate kinetics they share (the gate ODE, the sigmoid ladder).
 """
 
+from ._hh import HH_DEFAULTS as HH_DEFAULTS
 from ._hh import GateKinetics as GateKinetics
+from ._hh import HHDefaults as HHDefaults
 from ._hh import HHParams as HHParams
 from ._hh import hh_currents as hh_currents
 from ._hh import hh_gate_kinetics as hh_gate_kinetics
@@ -19,8 +21,10 @@ from ._kinetics import sigmoid_ladder as sigmoid_ladder
 from ._kinetics import sigmoid_sum as sigmoid_sum
 from ._kinetics import steady_state as steady_state
 from ._kinetics import time_constant as time_constant
+from ._neurodyn import BIAS_DEFAULTS as BIAS_DEFAULTS
 from ._neurodyn import WORD_RANGES as WORD_RANGES
 from ._neurodyn import WORD_SHAPES as WORD_SHAPES
+from ._neurodyn import BiasDefaults as BiasDefaults
 from ._neurodyn import Mismatch as Mismatch
 from ._neurodyn import NDBiases as NDBiases
 from ._neurodyn import NDChip as NDChip
