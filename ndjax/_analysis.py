@@ -70,10 +70,7 @@ def spike_times(ts: ArrayLike, v: ArrayLike, threshold: float, hysteresis: float
     if ts.ndim != 1 or ts.shape != v.shape:
         raise ValueError(f"ts and v must be 1-D of one length, got {ts.shape} and {v.shape}")
     idx = np.flatnonzero(np.asarray(spike_mask(v, threshold, hysteresis)))
-    idx = idx[idx > 0]
-    v0, v1 = v[idx - 1], v[idx]
-    frac = (threshold - v0) / (v1 - v0)
-    return ts[idx - 1] + frac * (ts[idx] - ts[idx - 1])
+    return crossing_time(ts, v, idx[idx > 0], threshold, xp=np)
 
 
 def crossing_times(
@@ -97,7 +94,7 @@ def crossing_times(
     return jnp.where(jnp.arange(max_spikes) < count, t, ts[-1]), count
 
 
-def crossing_time(ts: ArrayLike, v: ArrayLike, idx: ArrayLike, threshold: ArrayLike) -> jax.Array:
+def crossing_time(ts: ArrayLike, v: ArrayLike, idx: ArrayLike, threshold: ArrayLike, xp=jnp) -> jax.Array:
     """Time of the upward crossing of ``threshold`` that the sample ``idx`` (a spike's first sample,
     see :func:`spike_mask`) ends, linear between the samples ``idx - 1`` and ``idx``.
 
@@ -111,15 +108,16 @@ def crossing_time(ts: ArrayLike, v: ArrayLike, idx: ArrayLike, threshold: ArrayL
         v: (T,) voltage samples.
         idx: sample indices, any shape (jit/vmap safe).
         threshold: the crossing level, in the units of ``v``.
+        xp: ``jax.numpy`` (traceable, the default) or ``numpy`` (host-side, float64).
 
     Returns:
         Crossing times of ``idx``'s shape, in the units of ``ts``.
     """
-    ts, v = jnp.asarray(ts), jnp.asarray(v)
-    i = jnp.maximum(idx, 1)
+    ts, v = xp.asarray(ts), xp.asarray(v)
+    i = xp.maximum(idx, 1)
     v0, v1 = v[i - 1], v[i]
-    gap = jnp.where(v1 > v0, v1 - v0, 1.0)
-    frac = jnp.clip((threshold - v0) / gap, 0.0, 1.0)
+    gap = xp.where(v1 > v0, v1 - v0, 1.0)
+    frac = xp.clip((threshold - v0) / gap, 0.0, 1.0)
     return ts[i - 1] + frac * (ts[i] - ts[i - 1])
 
 

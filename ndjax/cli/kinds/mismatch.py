@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from ... import studies
+from ... import studies as _studies
 from ..._checks import Status
 from ...fit._wordspace import unflatten_words
 from ...studies._settings import CompensationSettings, RebalanceSettings
@@ -45,7 +45,7 @@ RESUMABLE = True
 
 def _study(name: str) -> Any:
     """A default of :class:`ndjax.studies.Study`."""
-    return studies.Study.__dataclass_fields__[name].default
+    return _studies.Study.__dataclass_fields__[name].default
 
 
 def _check_mismatch_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
@@ -215,7 +215,7 @@ SOLVER = Table(
         ),
         "block": Key(
             "int",
-            param_default(studies.run_study, "block"),
+            param_default(_studies.run_study, "block"),
             "simulations per compiled call (sharded over the devices)",
             ge=1,
             le=1_000_000,
@@ -327,7 +327,7 @@ def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
     threshold = threshold if spk["threshold"] == "auto" else spk["threshold"]
     hysteresis = hysteresis if spk["hysteresis"] == "auto" else spk["hysteresis"]
     studies = [
-        studies.Study(
+        _studies.Study(
             words=words,
             biases=biases,
             currents=currents,
@@ -433,14 +433,14 @@ def _one_sigma(cfg: dict, i: int, study: Any, target: Any, scale: float, mesh: A
     """One study: its reference, the run (chunked, resumable), its summary record."""
     import numpy as np
 
-    ref = studies.hh_reference(study, target) if target is not None else studies.nominal_reference(study)
-    nominal = studies.nominal_reference(study)
+    ref = _studies.hh_reference(study, target) if target is not None else _studies.nominal_reference(study)
+    nominal = _studies.nominal_reference(study)
     say(
         f"sigma = {study.sigma:g}: reference ({'HH target' if target is not None else 'nominal chip'}) "
         f"counts {ref.count.tolist()}, rates {np.round(ref.rate, 1).tolist()} Hz (chip time)"
     )
     comp = compensation_settings(cfg["compensation"])
-    res = studies.run_study(
+    res = _studies.run_study(
         study,
         cfg["study"]["n_chips"],
         ref=ref,
@@ -453,7 +453,7 @@ def _one_sigma(cfg: dict, i: int, study: Any, target: Any, scale: float, mesh: A
         block=cfg["solver"]["block"],
     )
     nominal_ok = bool(
-        studies.behaves(
+        _studies.behaves(
             nominal.count[None], nominal.rate[None], ref.count, ref.rate, study.count_tol, study.rate_tol
         )[0]
     )
@@ -474,8 +474,8 @@ def run(
     from ... import plot
 
     comp = compensation_settings(cfg["compensation"])
-    methods = [m for m in studies.COMPENSATIONS if getattr(comp, m).enabled]
-    mesh = studies.device_mesh()
+    methods = [m for m in _studies.COMPENSATIONS if getattr(comp, m).enabled]
+    mesh = _studies.device_mesh()
     say(f"{jax.device_count()} device(s){'; chips sharded over them' if mesh is not None else ''}")
     say(f"spikes: threshold {studies[0].threshold:.4g} V, hysteresis {studies[0].hysteresis:.3g} V")
     # offsets are fractions of the largest |current| (of one current unit when every current is 0)
@@ -572,7 +572,7 @@ def _example_traces(
     panels = [plot.TracePanel(ts_ms, trace(study.template()), "nominal chip", "ms", "V", study.threshold)]
     for i in bad:
         idx = int(arrays["sigma0_index"][i])
-        mm = jax.tree.map(lambda x: x[0], studies.chip_mismatch(study, np.array([idx])))
+        mm = jax.tree.map(lambda x: x[0], _studies.chip_mismatch(study, np.array([idx])))
         base = dc.replace(study.template(), mismatch=mm)
         panels.append(
             plot.TracePanel(ts_ms, trace(base), f"chip {idx}, uncompensated", "ms", "V", study.threshold)
