@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._analysis import crossing_times, firing_rate, train_rate
+from .._analysis import behaves, crossing_times, firing_rate, train_rate
 from ..models._neurodyn import NDChip, NDWords
 from ._currents import onset_currents
 from ._simulate_pair import MAX_SPIKES, SEARCH_ATOL, SEARCH_RTOL, chip_voltages, hh_crossings
@@ -74,7 +74,8 @@ def compare_spikes(
 ) -> list[CurrentMetrics]:  # fmt: skip
     """Per current: counts, rates, RMS spike-time error over the HH ISI, and the verdict.
 
-    A current passes when ``|n_chip - n_HH| <= count_tol``, ``|r_chip - r_HH| / r_HH <= rate_tol``
+    A current passes when it behaves like HH (:func:`ndjax._analysis.behaves`: ``|n_chip - n_HH| <=
+    count_tol``, ``|r_chip - r_HH| / r_HH <= rate_tol``, or both rates 0 where HH is not repetitive)
     and ``sqrt(mean((t_chip - t_HH)^2)) / ISI_HH < timing_tol`` over the first ``min(n_chip,
     n_HH)`` spikes. A current where HH fires fewer than two spikes has no ISI of its own; its
     timing error is measured against the mean ISI of the repetitive currents.
@@ -98,7 +99,7 @@ def compare_spikes(
             timing = float(np.sqrt(np.mean((tc[:n] - th[:n]) ** 2)) / isi)
         else:
             timing = 0.0 if len(th) == len(tc) else np.inf
-        ok = abs(len(th) - len(tc)) <= count_tol and rate_err <= rate_tol and timing < timing_tol
+        ok = bool(behaves([len(tc)], [rc], [len(th)], [rh], count_tol, rate_tol)) and timing < timing_tol
         out.append(CurrentMetrics(float(i0), len(th), len(tc), rh, rc, float(rate_err), timing, bool(ok)))
     return out
 
