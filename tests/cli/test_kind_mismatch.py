@@ -10,10 +10,10 @@ import pytest
 from cli_support import run_main
 
 import ndjax
+from ndjax import studies as M
 from ndjax.cli._main import load_config, parse_config
 from ndjax.cli._schema import ConfigError
 from ndjax.cli.kinds import mismatch
-from ndjax.studies import _mismatch as M
 from ndjax.studies._settings import (
     CompensationSettings,
     OffsetSettings,
@@ -36,13 +36,6 @@ def _assert_same(a, b, rtol=0.0):
         else:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
-
-def test_robust_config_choices_are_the_library_ones():
-    """The schema's robust search spaces and searches (from RobustSettings) are the ones
-    robust_words accepts."""
-    keys = mismatch.COMPENSATION.fields["robust"].fields
-    assert keys["space"].choices == M.ROBUST_SPACES
-    assert keys["search"].choices == M.ROBUST_SEARCHES
 
 
 # ---- the runner ----------------------------------------------------------------------------------

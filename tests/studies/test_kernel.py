@@ -69,8 +69,9 @@ def test_kernel_matches_direct_solves(ref):
     for i in idx:
         chip = dataclasses.replace(CHIP, mismatch=jax.tree.map(lambda x, i=i: x[i], mm))
         for j, cur in enumerate(STUDY.currents):
+            pid = ndjax.default_controller(STUDY.rtol, STUDY.atol)
             tr = ndjax.simulate(ndjax.NEURODYN, ndjax.chip_params(chip), float(cur), STUDY.y0, STUDY.ts,
-                                rtol=STUDY.rtol, atol=STUDY.atol)  # fmt: skip
+                                stepsize_controller=pid)  # fmt: skip
             t = ndjax.spike_times(STUDY.ts, np.asarray(tr.ys[:, 0]), 0.9, 0.05)
             assert r.count[i, j] == len(t)
             want = (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 else 0.0
