@@ -28,3 +28,15 @@ def crossings(ts, v, level):
     ts, v = np.asarray(ts), np.asarray(v)
     i = np.flatnonzero((v[:-1] < level) & (v[1:] >= level))
     return ts[i] + (level - v[i]) / (v[i + 1] - v[i]) * (ts[i + 1] - ts[i])
+
+
+def assert_same_results(a, b, rtol=0.0):
+    """Two study results (dicts of arrays) equal, wall times aside; ``rtol`` for float arrays only."""
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.endswith("seconds"):
+            continue
+        if rtol and np.issubdtype(a[k].dtype, np.floating):
+            np.testing.assert_allclose(a[k], b[k], rtol=rtol, err_msg=k)
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_support import run_main
+from helpers import assert_same_results
 
 import ndjax
 from ndjax import studies as M
@@ -23,19 +24,6 @@ from ndjax.studies._settings import (
 )
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-
-
-def _assert_same(a, b, rtol=0.0):
-    """Equal results (wall times aside); ``rtol`` for float arrays only."""
-    assert a.keys() == b.keys()
-    for k in a:
-        if k.endswith("seconds"):
-            continue
-        if rtol and np.issubdtype(a[k].dtype, np.floating):
-            np.testing.assert_allclose(a[k], b[k], rtol=rtol, err_msg=k)
-        else:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-
 
 
 # ---- the runner ----------------------------------------------------------------------------------
@@ -100,7 +88,7 @@ def test_runner_writes_results_and_resumes(tmp_path):
     assert "resuming" in stdout
     with np.load(out / "results.npz") as f:
         again = {k: f[k] for k in f.files}
-    _assert_same(again, first)
+    assert_same_results(again, first)
     # another config into the same folder is refused
     config.write_text(CONFIG.replace("n_chips = 4", "n_chips = 5"))
     status, _, stderr = run_main(["run", config, "--out", out])

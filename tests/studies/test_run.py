@@ -8,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from helpers import assert_same_results
 
 from ndjax import studies as S
 from ndjax.studies import _run
@@ -17,18 +18,6 @@ from studies.common import KW, STUDY
 def _study_arrays(folder, n=6, chunk=2, **extra):
     return S.run_study(STUDY, n, ref=S.nominal_reference(STUDY), chunk=chunk, folder=folder, progress=False,
                        **{**KW, **extra})  # fmt: skip
-
-
-def assert_same(a, b, rtol=0.0):
-    """Equal results (wall times aside); ``rtol`` for float arrays only."""
-    assert a.keys() == b.keys()
-    for k in a:
-        if k.endswith("seconds"):
-            continue
-        if rtol and np.issubdtype(a[k].dtype, np.floating):
-            np.testing.assert_allclose(a[k], b[k], rtol=rtol, err_msg=k)
-        else:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +48,7 @@ def test_interrupted_study_resumes_to_the_same_result(tmp_path, full_run, monkey
     ]  # no partial file
     resumed = _study_arrays(tmp_path)
     assert len(calls) == 2 + 2  # then chunks 2 and 3; chunk 1 was loaded, not recomputed
-    assert_same(resumed, full_run)
+    assert_same_results(resumed, full_run)
     assert full_run["behaves"].shape == (6,)
     for name in ("offset_behaves", "rebalance_behaves", "retune_behaves", "retune_words", "robust_behaves"):
         assert full_run[name].shape[0] == 6
@@ -73,7 +62,7 @@ def test_resume_refuses_another_study_folder(tmp_path):
 
 
 def test_chunking_does_not_change_results(tmp_path, full_run):
-    assert_same(_study_arrays(tmp_path, chunk=4), full_run)
+    assert_same_results(_study_arrays(tmp_path, chunk=4), full_run)
 
 
 def test_disabled_compensations_are_skipped_and_bad_settings_refused():
@@ -126,4 +115,4 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path, full_run):
     # Counts, verdicts, chosen offsets and words are identical. Rates agree to 1e-7, not bit for bit:
     # XLA vectorises a batch of 2 lanes per device differently from one of 512, and the last-bit
     # differences move the adaptive steps slightly (measured: 7e-8 relative at most).
-    assert_same(sharded, full_run, rtol=1e-6)
+    assert_same_results(sharded, full_run, rtol=1e-6)
