@@ -41,8 +41,8 @@ __all__ = ["WORDS_FORMAT", "WordsFileError", "save_words", "load_words", "valida
 #: Value of the ``format`` key.
 WORDS_FORMAT = "ndjax-words/1"
 
-# name -> (shape, lo, hi); kept here (not imported from ndjax._quantize) so this module stays JAX-free;
-# tests check they equal ndjax._quantize.WORD_RANGES / WORD_SHAPES.
+# name -> (shape, lo, hi); kept here (not imported from ndjax.models) so this module stays JAX-free;
+# tests check they equal ndjax.models.WORD_RANGES / WORD_SHAPES.
 _WORDS = {"dg": ((3,), 0, 1023), "dErev": ((3,), -1023, 1023), "dIb": ((3, 2, 7), 0, 1023)}
 
 # name -> (lower bound, upper bound, lower bound inclusive?, doc)
