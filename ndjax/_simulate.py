@@ -345,10 +345,7 @@ def simulate(
         ValueError / TypeError: on concrete bad inputs (span, the state's structure or
         shapes, non-finite values, ``max_steps``); checks are skipped for traced values.
     """
-    if not isinstance(model, Model):
-        raise TypeError(f"model must be ndjax.HH, ndjax.NEURODYN or a Model, got {type(model).__name__}")
-    if not isinstance(max_steps, int | np.integer) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    _check_model(model)
     if saveat is not None and not isinstance(saveat, dfx.SaveAt):
         raise TypeError(f"saveat must be a diffrax.SaveAt, got {type(saveat).__name__}")
     sub = saveat.subs if saveat is not None else None
@@ -356,19 +353,37 @@ def simulate(
         if not isinstance(sub, dfx.SubSaveAt) or sub.t0 or sub.t1 or sub.steps:
             raise ValueError("saveat: only SaveAt(ts=..., fn=..., dense=...) is read (not t0, t1, steps)")
         ts = ts if sub.ts is None else sub.ts
+    return _checked_solve(
+        model.vector_field, params, ("stim", stim), ("y0", y0, model.state(params)), ts, t0, t1,
+        solver, stepsize_controller, dt0, max_steps, adjoint,
+        dense=bool(saveat.dense) if saveat is not None else False, saveat_fn=_save_fn(sub),
+    )[0]  # fmt: skip
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be ndjax.HH, ndjax.NEURODYN or a Model, got {type(model).__name__}")
+
+
+def _checked_solve(vector_field, params, stim, state, ts, t0, t1, solver, controller, dt0, max_steps, adjoint,
+                   *, dense=False, saveat_fn=None) -> tuple[Trace, Stimulus]:  # fmt: skip
+    """What :func:`simulate` and :func:`vclamp` share: the checks of their concrete inputs at the
+    boundary (``stim = (label, value)``, ``state = (label, value, expected structure)``), then
+    the one jitted solve. Returns the trace and the stimulus as a :class:`Stimulus`."""
+    if not isinstance(max_steps, int | np.integer) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     ts_arr, t0, t1 = _time_span(ts, t0, t1)
     _check_time_args(t0, t1, ts_arr)
-    y0 = _check_state("y0", y0, model.state(params))
+    y0 = _check_state(*state)
     _check_params(params)
-    stim = as_stimulus(stim, "stim", t0=float(t0) if _is_concrete(t0) else 0.0)
-    numbers, rest = _split(default_controller() if stepsize_controller is None else stepsize_controller)
-    return _solve(
-        model.vector_field, params, stim, y0, t0, t1, dt0, numbers,
-        ts_arr, dense=bool(saveat.dense) if saveat is not None else False,
+    stim = as_stimulus(stim[1], stim[0], t0=float(t0) if _is_concrete(t0) else 0.0)
+    numbers, rest = _split(default_controller() if controller is None else controller)
+    trace = _solve(
+        vector_field, params, stim, y0, t0, t1, dt0, numbers, ts_arr, dense=dense,
         solver=solver or default_solver(), max_steps=int(max_steps),
-        adjoint=adjoint or dfx.RecursiveCheckpointAdjoint(), saveat_fn=_save_fn(sub),
-        controller_static=rest,
+        adjoint=adjoint or dfx.RecursiveCheckpointAdjoint(), saveat_fn=saveat_fn, controller_static=rest,
     )  # fmt: skip
+    return trace, stim
 
 
 #: ``SaveAt``'s own ``fn`` (save the state), recognised so that it compiles like no ``fn``.
@@ -421,18 +436,10 @@ def vclamp(
     Returns:
         :class:`ClampTrace` with the gates and the ionic currents they give.
     """
-    if not isinstance(model, Model):
-        raise TypeError(f"model must be ndjax.HH, ndjax.NEURODYN or a Model, got {type(model).__name__}")
-    ts_arr, t0, t1 = _time_span(ts, t0, t1)
-    _check_time_args(t0, t1, ts_arr)
-    x0 = _check_state("x0", x0, (3,))
-    _check_params(params)
-    v_stim = as_stimulus(v, "V", t0=float(t0) if _is_concrete(t0) else 0.0)
-    numbers, rest = _split(default_controller() if stepsize_controller is None else stepsize_controller)
-    trace = _solve(
-        _clamp_field(model.rates), params, v_stim, x0, t0, t1, dt0, numbers, ts_arr, dense=False,
-        solver=solver or default_solver(), max_steps=int(max_steps),
-        adjoint=adjoint or dfx.RecursiveCheckpointAdjoint(), saveat_fn=None, controller_static=rest,
+    _check_model(model)
+    trace, v_stim = _checked_solve(
+        _clamp_field(model.rates), params, ("V", v), ("x0", x0, (3,)), ts, t0, t1,
+        solver, stepsize_controller, dt0, max_steps, adjoint,
     )  # fmt: skip
     vs = jax.vmap(v_stim)(trace.ts)
     currents = jax.vmap(model.currents, in_axes=(0, 0, None))(vs, trace.ys, params)

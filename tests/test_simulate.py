@@ -343,3 +343,8 @@ def test_new_currents_and_tolerances_do_not_recompile():
             stepsize_controller=nd.default_controller(rtol),
         )
     assert first >= 1 and len(_TRACES) == first
+
+
+def test_vclamp_checks_its_step_budget_like_simulate():
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        nd.vclamp(nd.HH, nd.hh_params(), 10.0, jnp.zeros(3), jnp.linspace(0.0, 1.0, 3), max_steps=0)
