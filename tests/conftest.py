@@ -18,3 +18,22 @@ import pytest  # noqa: E402
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+#: Test files whose tests share compiled programs (the same problem shapes, the same jitted
+#: functions): each group runs in one pytest-xdist worker (``--dist loadgroup``), so a program is
+#: compiled once for the group, not once per worker. Compilation is most of the suite's time.
+SHARED_COMPILES = {
+    "fit/test_stages.py": "fit",
+    "cli/test_kind_fit.py": "fit",
+    "fit/test_currents.py": "fit",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test in an xdist group: its file's (whole files per worker, so module fixtures are
+    computed once), or the group of :data:`SHARED_COMPILES`."""
+    root = os.path.dirname(__file__)
+    for item in items:
+        name = os.path.relpath(str(item.path), root).replace(os.sep, "/")
+        item.add_marker(pytest.mark.xdist_group(SHARED_COMPILES.get(name, name)))

@@ -307,8 +307,10 @@ def test_fixed_shapes_keep_their_message():
 
 # ---- one tiny end-to-end run -----------------------------------------------------------------------
 
-# 20 ms of HH time, one training current and a single step of each stage: this checks the plumbing
-# (files, formats, ranges), not the quality of the fit.
+# 20 ms of HH time, two training currents and a step or two of each stage: this checks the plumbing
+# (files, formats, ranges), not the quality of the fit. The fit's shapes (2 currents, 100 samples,
+# 2 CMA-ES runs of 4) are those of tests/fit/test_stages.py, which runs in the same worker
+# (tests/conftest.py), so the two share their compiled programs.
 TINY = """
 kind = "fit"
 seed = 0
@@ -318,18 +320,18 @@ span_ms = 20.0
 capacitance_scaling = 0.1
 
 [currents]
-fit = [10.0]
+fit = [10.0, 20.0]
 evaluate = [0.0, 5.0, 10.0, 15.0]
 
 [optimizer]
 retries = 0
-n_save = 600
+n_save = 100
 
 [optimizer.calibrate]
 generations = 2
 extend = 0
 population = 4
-restarts = 1
+restarts = 2
 screen = 1
 
 [optimizer.gradient]
@@ -340,7 +342,7 @@ sweeps = 1
 combine = 1
 
 [report]
-n_save = 600
+n_save = 100
 trace_currents = [0.0, 15.0]
 fi_step = 5.0   # the evaluation's 4 currents, and 4 more below an onset: no new compilation
 fi_refine = 1.0
@@ -430,7 +432,7 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
     assert all(math.isfinite(x) for x in metrics["history"]["es"])
 
     with np.load(out / "traces.npz") as npz:
-        assert npz["v_hh"].shape == npz["v_chip_fitted"].shape == npz["v_chip_nnls"].shape == (4, 600)
+        assert npz["v_hh"].shape == npz["v_chip_fitted"].shape == npz["v_chip_nnls"].shape == (4, 100)
         assert npz["ts_ms"][-1] == pytest.approx(20.0, rel=1e-12)
 
 

@@ -1,5 +1,7 @@
 """The fit's stages, each alone from a given start, and fit_words composing them."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,13 +75,18 @@ def test_the_gradient_step_compiles_once_and_moves_only_the_trusted_words():
 
 
 # ---- the stages on a tiny problem (one compile of each batch shape: slow on a CPU) --------------
+# Every test below uses the same problem and the same batch shapes (a population of 4 in 2 CMA-ES
+# runs, polish candidates of one sweep), so that each jitted score and step compiles once for all.
+
+CURRENTS, SPAN_MS, N_SAVE = [0.0, 10.0], 10.0, 100
+CALIBRATE = CalibrateSettings(generations=2, population=4, restarts=2, extend=0)
 
 
 @pytest.fixture(scope="module")
 def tiny():
     """The guide's target at 0 and 10 uA/cm^2 for 10 ms of HH time (HH fires once at 10)."""
     target, words0 = fit.make_target()
-    return fit.prepare_problem(target, [0.0, 10.0], 10.0, 100), words0
+    return fit.prepare_problem(target, CURRENTS, SPAN_MS, N_SAVE), words0
 
 
 def _score(problem, words) -> float:
@@ -92,15 +99,14 @@ def _score(problem, words) -> float:
 @pytest.mark.slow
 def test_calibrate_alone_scores_its_start_and_keeps_the_best_run(tiny):
     problem, words0 = tiny
-    still = fit.calibrate([problem], [words0], CalibrateSettings(generations=0))
-    assert still.index == 0 and len(still.runs) == 3 and still.trace == still.scores
+    still = fit.calibrate([problem], [words0], dataclasses.replace(CALIBRATE, generations=0))
+    assert still.index == 0 and len(still.runs) == 2 and still.trace == still.scores
     for score, words in still.runs:  # nothing moved: every run is at the start
         assert score == still.trace[0]
         for a, b in zip(jax.tree.leaves(words), jax.tree.leaves(words0), strict=True):
             np.testing.assert_array_equal(a, b)
     assert still.trace[0] == pytest.approx(_score(problem, words0), rel=1e-12)  # the same chip, scored
-    moved = fit.calibrate([problem], [words0], CalibrateSettings(generations=2, population=4, restarts=2,
-                                                                    extend=0), seed=3)  # fmt: skip
+    moved = fit.calibrate([problem], [words0], CALIBRATE, seed=3)
     assert len(moved.trace) == 3 and moved.trace[0] == still.trace[0]
     assert moved.trace[2] <= moved.trace[1] <= moved.trace[0]
     scores = [s for s, _ in moved.runs]
@@ -141,16 +147,17 @@ def test_polish_alone_returns_its_start_without_sweeps_and_improves_with_them(ti
 
 
 @pytest.mark.slow
-def test_short_fit_lowers_its_objective_and_returns_words_in_range():
-    target, words0 = fit.make_target()
+def test_short_fit_lowers_its_objective_and_returns_words_in_range(tiny):
+    _, words0 = tiny
+    target, _ = fit.make_target()
     # retry_above 0: the whole fit runs again with the next seed and the better one is kept
     # extend_above 0: the calibration goes on by 2 generations while that gains 5%, to 8 at most
     settings = FitSettings(
-        n_save=800, retry_above=0.0, retries=1,
-        calibrate=CalibrateSettings(generations=4, population=8, extend=2, extend_above=0.0, extend_max=1.0),
+        n_save=N_SAVE, retry_above=0.0, retries=1,
+        calibrate=dataclasses.replace(CALIBRATE, generations=4, extend=2, extend_above=0.0, extend_max=1.0),
         gradient=GradientSettings(steps=3), polish=PolishSettings(sweeps=2),
     )  # fmt: skip
-    out = fit.fit_words(target, words0, [0.0, 10.0, 20.0], t_hh_ms=40.0, settings=settings, progress=None)
+    out = fit.fit_words(target, words0, CURRENTS, t_hh_ms=SPAN_MS, settings=settings, progress=None)
     es = out.history["es"]
     assert len(es) - 1 in (6, 8)
     assert (es[6] > 0.95 * es[4]) == (len(es) - 1 == 6)  # stopped after an extension that gained < 5%
@@ -161,7 +168,7 @@ def test_short_fit_lowers_its_objective_and_returns_words_in_range():
     assert out.history["polish"][-1] <= out.history["es"][-1]
     assert all(np.isfinite(out.history["grad"]))
     assert list(out.history) == ["es", "grad", "polish", "grad_score", "polish_starts", "attempts"]
-    assert set(out.seconds) == {"calibrate", "gradient", "polish"} and out.currents == (0.0, 10.0, 20.0)
+    assert set(out.seconds) == {"calibrate", "gradient", "polish"} and out.currents == tuple(CURRENTS)
     dg, de, dib = out.words
     assert dg.shape == (3,) and de.shape == (3,) and dib.shape == (3, 2, 7)
     assert dg.dtype.kind == "i" and dg.min() >= 0 and dg.max() <= 1023
@@ -179,8 +186,8 @@ def test_compat_fit_end_to_end_maps_the_guides_objects_onto_the_fit():
     # classic units at scl_t 1, with FitND's biases; no stage runs, so the NNLS words come back rounded
     hh = HHModel(gna=132, scl_v=2.5, scl_t=2.0, SI_units=True)
     out = FitND(hh, I_voltage=150e-9).fit_end_to_end(
-        [0.0, 10.0, 20.0], t_hh_ms=40.0, progress=None,
-        settings=FitSettings(n_save=800, retries=0, calibrate=CalibrateSettings(generations=0),
+        CURRENTS, t_hh_ms=SPAN_MS, progress=None,  # the shapes above: nothing new to compile
+        settings=FitSettings(n_save=N_SAVE, retries=0, calibrate=CalibrateSettings(generations=0),
                              gradient=GradientSettings(steps=0), polish=PolishSettings(sweeps=0)),
     )  # fmt: skip
     outcome = out["outcome"]
