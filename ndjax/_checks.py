@@ -2,7 +2,8 @@
 
 :class:`Status` is what every solve can end in (``simulate``'s :class:`~ndjax.Trace`, a study's
 per-chip responses, the runner's reports all use it, with the same messages);
-:class:`KeyedError` lists every problem of a keyed document (a config, a words file) by key path.
+:class:`KeyedError` lists every problem of a keyed document (a config, a words file) by key path;
+:func:`not_utf8` says where a file that should be UTF-8 text is not.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Status", "status_code", "KeyedError"]
+__all__ = ["Status", "status_code", "KeyedError", "not_utf8"]
 
 
 class Status(enum.IntEnum):
@@ -73,3 +74,17 @@ class KeyedError(ValueError):
         lines = [f"invalid {self.what}{where}: {n} error{'s' if n != 1 else ''}"]
         lines += [f"  {path or '<top level>'}: {msg}" for path, msg in self.errors]
         super().__init__("\n".join(lines))
+
+
+def not_utf8(err: UnicodeDecodeError) -> str:
+    """A user's message for bytes that are not UTF-8 text: the first bad byte, its offset and line.
+
+    Args:
+        err: what ``data.decode("utf-8")`` raised (``err.object`` is ``data``).
+    """
+    data = bytes(err.object)
+    line = data.count(b"\n", 0, err.start) + 1
+    return (
+        f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset {err.start} (line {line}) is not "
+        "valid UTF-8; save the file as UTF-8"
+    )

@@ -18,8 +18,9 @@ of SPEC 3 for a mismatch study::
       "hh": {"gna": 120.0, ...}   # optional: the HH target, classic units, before scaling
     }
 
-:func:`load_words` checks keys (an unknown key is an error, with the closest
-valid key suggested), shapes, integer words in range and the settings, and
+:func:`load_words` checks that the file is UTF-8 JSON, keys (an unknown key is
+an error, with the closest valid key suggested), shapes, integer words in range,
+the settings and the HH target (finite, conductances ``gna gk gl`` >= 0), and
 reports every problem at once. This module does not import JAX.
 """
 
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import KeyedError
+from ._checks import KeyedError, not_utf8
 
 __all__ = ["WORDS_FORMAT", "WordsFileError", "save_words", "load_words", "validate_words"]
 
@@ -56,6 +57,8 @@ _SETTINGS = {
     "scl_v": (0.0, math.inf, False, "voltage scale of the HH target"),
 }
 _HH_KEYS = ("gna", "gk", "gl", "ena", "ek", "el")
+#: The HH target's maximal conductances (mS/cm^2): a negative one has no physical meaning.
+_HH_CONDUCTANCES = ("gna", "gk", "gl")
 _KEYS = ("format", *_WORDS, *_SETTINGS, "V_mean", "hh")
 
 
@@ -108,7 +111,7 @@ def validate_words(data: Mapping[str, Any], source: str | Path | None = None) ->
 
     Raises:
         WordsFileError: listing every problem (unknown or missing keys, wrong shapes,
-            non-integer or out-of-range words, bad settings).
+            non-integer or out-of-range words, bad settings, a negative HH conductance).
     """
     errors: list[tuple[str, str]] = []
     if not isinstance(data, Mapping):
@@ -170,6 +173,9 @@ def validate_words(data: Mapping[str, Any], source: str | Path | None = None) ->
         else:
             bad = [k for k in _HH_KEYS if not (_is_number(hh[k]) and math.isfinite(hh[k]))]
             errors += [(f"hh.{k}", f"expected a finite number, got {hh[k]!r}") for k in bad]
+            negative = [k for k in _HH_CONDUCTANCES if k not in bad and hh[k] < 0]
+            errors += [(f"hh.{k}", f"expected a conductance >= 0 (mS/cm^2), got {hh[k]!r}") for k in negative]
+            bad += negative
             if not bad:
                 out["hh"] = {k: float(hh[k]) for k in _HH_KEYS}
     if errors:
@@ -253,11 +259,15 @@ def load_words(path: str | Path) -> dict:
         See :func:`validate_words`: ``dg``, ``dErev``, ``dIb`` as NumPy int64 arrays, settings as floats.
 
     Raises:
-        WordsFileError: not JSON, or invalid content (every problem listed).
+        WordsFileError: not UTF-8 text (the byte offset named), not JSON, or invalid content (every
+            problem listed).
         OSError: the file cannot be read.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise WordsFileError([("", not_utf8(err))], path) from err
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

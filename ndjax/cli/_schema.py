@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .._checks import KeyedError
+from .._checks import KeyedError, not_utf8
 
 __all__ = [
     "ConfigError",
@@ -617,8 +617,12 @@ def load(schema: Any, path: str | Path) -> dict:
     """Read, parse and validate a config file.
 
     Raises:
-        ConfigError: invalid TOML or an invalid config.
+        ConfigError: not UTF-8 text (the byte offset named), invalid TOML or an invalid config.
         OSError: the file cannot be read.
     """
     path = Path(path)
-    return parse(schema, path.read_text(encoding="utf-8"), path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError([("", not_utf8(err))], path) from err
+    return parse(schema, text, path)
