@@ -3,6 +3,9 @@
 :func:`study_chunk` measures one chunk of chips (uncompensated, then each compensation);
 :func:`run_study` runs all chunks, keeping each in ``folder/chunk_00000.npz`` etc. so that an
 interrupted run resumes where it stopped and ends with the same results as an uninterrupted one.
+A saved file that cannot be used (truncated, not an ``.npz``, an array missing, other chips) is a
+:class:`SavedWorkError` naming it; a save that fails (a full disk) is an :class:`OSError` naming
+the file, and leaves no partial file.
 """
 
 from __future__ import annotations
@@ -27,17 +30,75 @@ from ._robust import ROBUST_RATE_TOL, robust_words
 from ._settings import CompensationSettings
 from ._study import Responses, Study, chip_mismatch
 
-__all__ = ["study_chunk", "run_study", "COMPENSATIONS"]
+__all__ = ["study_chunk", "run_study", "chunk_names", "COMPENSATIONS", "SavedWorkError"]
 
 #: The compensations a study compares, in the order they are reported (the fields of
 #: :class:`CompensationSettings`).
 COMPENSATIONS = tuple(f.name for f in dataclasses.fields(CompensationSettings))
 
 
+#: The arrays of a chunk file besides the uncompensated ones, per compensation (what
+#: :func:`study_chunk` returns; ``*seconds`` are one number per chunk).
+_CHUNK_ARRAYS = {
+    "": ("index", "count", "rate", "status", "behaves", "seconds", "within_robust_tol"),
+    "robust": ("count", "rate", "behaves", "within_robust_tol", "changes", "seconds"),
+    "offset": ("value", "count", "rate", "behaves", "seconds"),
+    "rebalance": ("dg", "count", "rate", "behaves", "changes", "seconds"),
+    "retune": ("words", "count", "rate", "behaves", "changes", "seconds"),
+}
+
+
+def chunk_names(compensation: CompensationSettings) -> set[str]:
+    """The names of the arrays :func:`study_chunk` returns (and a chunk file holds) with these
+    compensations enabled."""
+    names = set(_CHUNK_ARRAYS[""])
+    for method in COMPENSATIONS:
+        if getattr(compensation, method).enabled:
+            names |= {f"{method}_{a}" for a in _CHUNK_ARRAYS[method]}
+    return names
+
+
+class SavedWorkError(ValueError):
+    """A saved file of a study that cannot be used; the message names it and says to delete it.
+
+    Attributes:
+        path: the file.
+    """
+
+    def __init__(self, path: Path, problem: str, what: str = "that chunk"):
+        self.path = path
+        super().__init__(f"{path}: {problem}; delete it to recompute {what} (the other saved work is kept)")
+
+
 def _atomic_savez(path: Path, arrays: dict) -> None:
+    """Save ``arrays`` to ``path`` through a temporary file and ``os.replace``: ``path`` is whole
+    or absent. A failure (a full disk) removes the temporary file and raises an :class:`OSError`
+    whose ``filename`` is ``path``."""
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+
+
+def _load_saved(path: Path, names: set[str], what: str) -> dict[str, np.ndarray]:
+    """The arrays of a saved ``.npz``; any failure reading it (truncated, not an archive, an array
+    missing or unreadable) is a :class:`SavedWorkError` naming it."""
+    try:
+        with np.load(path) as f:
+            missing = sorted(names - set(f.files))
+            if missing:
+                raise SavedWorkError(path, f"the saved file has no array {missing[0]!r}", what)
+            return {name: f[name] for name in f.files}
+    except SavedWorkError:
+        raise
+    except Exception as err:  # zipfile.BadZipFile, EOFError, ValueError, OSError, ...: all mean unusable
+        raise SavedWorkError(path, f"cannot read the saved file ({type(err).__name__}: {err})", what) from err
 
 
 def _offsets(study: Study, compensation: CompensationSettings, offset_unit: float | None) -> np.ndarray:
@@ -136,29 +197,37 @@ def _print_generation(generation: int, generations: int, best: float) -> None:
     )
 
 
-def _robust_saved(study: Study, ref: Responses, folder: Path | None, settings, mesh, block, progress):
+def _robust_saved(study: Study, ref: Responses, folder: Path | None, settings, mesh, block, progress,
+                  on_save: Callable[[Path], None] | None = None):  # fmt: skip
     """The robust words of a study, computed once and kept in ``folder/robust_words.npz``."""
     path = None if folder is None else folder / "robust_words.npz"
     if path is not None and path.exists():
-        with np.load(path) as f:
-            return NDWords(f["g"], f["e_rev"], f["i_b"]), f["history"]
+        f = _load_saved(path, {"g", "e_rev", "i_b", "history"}, "the robust words")
+        return NDWords(f["g"], f["e_rev"], f["i_b"]), f["history"]
     words, history = robust_words(study, ref, settings, progress=progress, mesh=mesh, block=block)
     if path is not None:
         _atomic_savez(path, dict(g=np.asarray(words.g), e_rev=np.asarray(words.e_rev),
                                  i_b=np.asarray(words.i_b), history=history))  # fmt: skip
+        if on_save is not None:
+            on_save(path)
     return words, history
 
 
-def _load_chunk(path: Path, index: np.ndarray) -> dict:
-    """A saved chunk, refused when it holds other chips (the folder belongs to another study)."""
-    with np.load(path) as f:
-        part = {name: f[name] for name in f.files}
-    if not np.array_equal(part["index"], index):
-        raise ValueError(
-            f"{path} holds chips {part['index'][[0, -1]]}, expected {index[[0, -1]]}: "
-            "the folder belongs to another study; use a fresh folder"
-        )
-    return part
+def _load_chunk(path: Path, index: np.ndarray, names: set[str]) -> dict:
+    """A saved chunk: refused (:class:`SavedWorkError`) when it cannot be read, lacks one of
+    ``names``, has arrays of another length, or holds other chips (the folder belongs to another
+    study)."""
+    part = _load_saved(path, names, "that chunk")
+    if part["index"].shape != index.shape or not np.array_equal(part["index"], index):
+        chips = f"chips {part['index'][[0, -1]]}" if part["index"].size else "no chips"
+        raise SavedWorkError(path, f"it holds {chips}, expected {index[[0, -1]]}: the folder belongs to "
+                             "another study (use a fresh folder), or the file is damaged")  # fmt: skip
+    for name in names:
+        rows = part[name].shape[:1]
+        if not name.endswith("seconds") and rows != index.shape:
+            raise SavedWorkError(path, f"its array {name!r} has shape {part[name].shape}, expected "
+                                 f"{index.size} rows")  # fmt: skip
+    return {name: part[name] for name in names}
 
 
 def _concatenate(parts: list[dict]) -> dict:
@@ -184,6 +253,7 @@ def run_study(
     progress: bool = True,
     mesh=None,
     block: int = 512,
+    on_save: Callable[[Path], None] | None = None,
 ) -> dict:
     """All chips ``0 .. n_chips - 1`` in chunks of ``chunk`` (:func:`study_chunk`), resumable.
 
@@ -201,6 +271,8 @@ def run_study(
         label, progress: a progress bar on stdout (``ndjax._progress.Progress``) with this label.
             The robust search reports each generation on stdout either way.
         mesh, block: devices to shard the chips over, and jobs per block of the kernel.
+        on_save: called with the path of each file saved in ``folder`` (a chunk, the robust words)
+            once it is in place (the runner records it in the run folder's manifest).
 
     Returns:
         The chunks' arrays concatenated over the chips (per-chunk scalars such as ``seconds``
@@ -208,8 +280,10 @@ def run_study(
         ``robust`` runs.
 
     Raises:
-        ValueError: for non-positive ``n_chips`` or ``chunk``, settings out of bounds, or a
-            ``folder`` holding chunks of another study.
+        ValueError: for non-positive ``n_chips`` or ``chunk`` or settings out of bounds.
+        SavedWorkError: a saved file in ``folder`` cannot be used (unreadable, incomplete, or of
+            another study); the message names it.
+        OSError: a file cannot be saved (``filename`` names it; finished chunks are kept).
     """
     from .._progress import Progress
 
@@ -227,16 +301,17 @@ def run_study(
     if comp.robust.enabled:
         t = time.perf_counter()
         robust, robust_history = _robust_saved(
-            study, ref, folder, comp.robust, mesh, block, _print_generation
+            study, ref, folder, comp.robust, mesh, block, _print_generation, on_save
         )
         robust_seconds = time.perf_counter() - t
     report: Callable[[int, int, float], None] = (lambda *_: None) if bar is None else _bar_update(bar, folder)
     parts, done, resumed = [], 0, 0
+    names = chunk_names(comp)
     for k, start in enumerate(range(0, n_chips, chunk)):
         index = np.arange(start, min(start + chunk, n_chips))
         path = None if folder is None else folder / f"chunk_{k:05d}.npz"
         if path is not None and path.exists():
-            part = _load_chunk(path, index)
+            part = _load_chunk(path, index, names)
             resumed += index.size
             if bar is not None:
                 bar.skip(index.size)
@@ -244,6 +319,8 @@ def run_study(
             part = study_chunk(study, index, ref, comp, offset_unit, robust, mesh, block)
             if path is not None:
                 _atomic_savez(path, part)
+                if on_save is not None:
+                    on_save(path)
         parts.append(part)
         done += index.size
         report(done, resumed, float(np.mean(np.concatenate([p["behaves"] for p in parts]))))

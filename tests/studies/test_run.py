@@ -53,6 +53,8 @@ def test_interrupted_study_resumes_to_the_same_result(tmp_path, full_run, monkey
     for name in ("offset_behaves", "rebalance_behaves", "retune_behaves", "retune_words", "robust_behaves"):
         assert full_run[name].shape[0] == 6
     assert full_run["retune_words"].shape == (6, 48) and full_run["robust_words"].shape == (48,)
+    robust_extras = {"robust_words", "robust_history", "robust_fit_seconds"}
+    assert set(full_run) - robust_extras == _run.chunk_names(KW["compensation"])  # what a chunk holds
 
 
 def test_resume_refuses_another_study_folder(tmp_path):
@@ -77,6 +79,7 @@ def test_disabled_compensations_are_skipped_and_bad_settings_refused():
                       progress=False)  # fmt: skip
     first = {k.split("_")[0] for k in res}
     assert first == {"index", "count", "rate", "status", "behaves", "within", "seconds", "offset"}
+    assert set(res) == _run.chunk_names(off)
     bad = S.CompensationSettings(retune=S.RetuneSettings(population=0))
     with pytest.raises(ValueError, match="population"):
         S.run_study(STUDY, 2, ref=S.nominal_reference(STUDY), compensation=bad, progress=False)
