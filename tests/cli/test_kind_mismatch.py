@@ -89,10 +89,10 @@ def test_runner_writes_results_and_resumes(tmp_path):
     with np.load(out / "results.npz") as f:
         again = {k: f[k] for k in f.files}
     assert_same_results(again, first)
-    # another config into the same folder is refused
+    # another config into the same folder is refused, the key that differs named
     config.write_text(CONFIG.replace("n_chips = 4", "n_chips = 5"))
     status, _, stderr = run_main(["run", config, "--out", out])
-    assert status == 2 and "different config" in stderr
+    assert status == 2 and "study.n_chips: 4 in the folder's run, 5 now" in stderr
 
 
 @pytest.mark.parametrize(

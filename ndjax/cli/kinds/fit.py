@@ -30,6 +30,7 @@ from .._schema import ConfigError, Derived, Key, Scope, Table, _fmt, settings_ta
 __all__ = [
     "SCHEMA",
     "RESUMABLE",
+    "input_files",
     "prepare",
     "run",
     "fit_settings",
@@ -310,6 +311,11 @@ def fit_targets(target: dict, chip: dict) -> list:
         i_master=chip["i_master"],
         v_ref=chip["v_ref"],
     )
+
+
+def input_files(cfg: dict, source: Path | None = None) -> dict[str, Path]:
+    """The files a run reads, by the config key that names them: none (the config is all)."""
+    return {}
 
 
 def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:

@@ -6,7 +6,8 @@ The ``[compensation.offset]``, ``[compensation.rebalance]``, ``[compensation.ret
 (``ndjax defaults mismatch`` prints them); the study's tolerances and solver settings take their
 defaults from :class:`ndjax.studies.Study`. Writes ``metrics.json``, ``results.npz``,
 ``rates_sigma*.png``, ``restored_vs_sigma.png`` (with several sigmas) and ``traces.png``; saved
-chunks (``chunks/sigma_*/``) let an interrupted run resume.
+chunks (``chunks/sigma_*/``, each recorded in the run folder's manifest as it is saved) let an
+interrupted run resume onto the same inputs (the config and the contents of ``chip.words``).
 
 Every call into the study code (``ndjax.studies``) is in this module.
 """
@@ -31,6 +32,7 @@ from .._schema import ConfigError, Derived, Key, Scope, Table, settings_table, s
 __all__ = [
     "SCHEMA",
     "RESUMABLE",
+    "input_files",
     "prepare",
     "run",
     "COMPENSATION",
@@ -255,6 +257,23 @@ SCHEMA = Table(
 )
 
 
+def _words_path(cfg: dict, source: Path | None) -> Path | None:
+    """The words file ``chip.words`` names (relative to the config file), or None."""
+    words_path = cfg["chip"]["words"]
+    if not words_path:
+        return None
+    path = Path(words_path)
+    if not path.is_absolute() and source is not None:
+        path = Path(source).parent / path
+    return path
+
+
+def input_files(cfg: dict, source: Path | None = None) -> dict[str, Path]:
+    """The files a run reads, by the config key that names them: ``chip.words`` when it is set."""
+    path = _words_path(cfg, source)
+    return {} if path is None else {"chip.words": path}
+
+
 def _chip(cfg: dict, source: Path | None) -> tuple[Any, Any, Any]:
     """Words, biases and (with a words file that has one) the HH target of ``[chip]``."""
     import numpy as np
@@ -263,13 +282,10 @@ def _chip(cfg: dict, source: Path | None) -> tuple[Any, Any, Any]:
     from ...fit import target_from_words
     from ...models._neurodyn import NDWords, nd_biases, nd_chip
 
-    words_path = cfg["chip"]["words"]
-    if not words_path:
+    path = _words_path(cfg, source)
+    if path is None:
         chip = nd_chip()
         return chip.words, chip.biases, None
-    path = Path(words_path)
-    if not path.is_absolute() and source is not None:
-        path = Path(source).parent / path
     try:
         w = load_words(path)
     except OSError as err:
@@ -451,6 +467,7 @@ def _one_sigma(cfg: dict, i: int, study: Any, target: Any, scale: float, mesh: A
         offset_unit=scale,
         mesh=mesh,
         block=cfg["solver"]["block"],
+        on_save=run_dir.record,
     )
     nominal_ok = bool(
         _studies.behaves(

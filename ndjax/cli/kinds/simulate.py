@@ -20,7 +20,7 @@ from .._common import COMMON, MODEL, PLOT, SOLVER
 from .._rundir import RunDir
 from .._schema import ConfigError, Table, Tables
 
-__all__ = ["SCHEMA", "RESUMABLE", "prepare", "run", "build_model", "BuiltModel", "solvers"]
+__all__ = ["SCHEMA", "RESUMABLE", "input_files", "prepare", "run", "build_model", "BuiltModel", "solvers"]
 
 SCHEMA = Table(
     {**COMMON, "solver": SOLVER, "plot": PLOT, "models": Tables(MODEL, "the neurons", min_items=1)},
@@ -119,6 +119,11 @@ def _failure_reason(trace, max_steps: int) -> str | None:
     if status is Status.OK:
         return None
     return status.message(max_steps).replace("Raise max_steps", "Raise solver.max_steps")
+
+
+def input_files(cfg: dict, source: Path | None = None) -> dict[str, Path]:
+    """The files a run reads, by the config key that names them: none (the config is all)."""
+    return {}
 
 
 def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
