@@ -27,6 +27,9 @@ SHARED_COMPILES = {
     "fit/test_stages.py": "fit",
     "cli/test_kind_fit.py": "fit",
     "fit/test_currents.py": "fit",
+    "cli/test_kind_mismatch.py": "mismatch-run",
+    "cli/test_run_folder.py": "mismatch-run",
+    "cli/test_faults.py": "mismatch-run",
 }
 
 
