@@ -27,6 +27,11 @@ SHARED_COMPILES = {
     "fit/test_stages.py": "fit",
     "cli/test_kind_fit.py": "fit",
     "fit/test_currents.py": "fit",
+    "fit/test_checkpoint.py": "fit",
+    "studies/test_compensate.py": "studies",
+    "studies/test_run.py": "studies",
+    "studies/test_kernel.py": "studies",
+    "cli/test_kind_mismatch.py": "studies",
 }
 
 

@@ -23,10 +23,14 @@ class RunDir:
 
     def file(self, name: str) -> Path:
         """Path of ``name`` in the folder, recorded as written."""
-        p = self.path / name
-        if p not in self.written:
-            self.written.append(p)
-        return p
+        return self.record(self.path / name)
+
+    def record(self, path: Path) -> Path:
+        """Record ``path`` (in the folder) as written by the run, e.g. by library code that saves
+        its own files there."""
+        if path not in self.written:
+            self.written.append(path)
+        return path
 
     def write_text(self, name: str, text: str) -> Path:
         p = self.file(name)

@@ -28,6 +28,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 # ---- the runner ----------------------------------------------------------------------------------
 
+# The shapes and settings of tests/studies/common.py's STUDY and KW (2 currents, 401 samples, 3
+# offsets: -0.1, 0.1, 0.2 nA as fractions of 0.5 nA, 3 factors, the same retune and robust
+# searches): this file runs in the studies' worker (tests/conftest.py), so the run reuses their
+# compiled kernels.
 CONFIG = """
 kind = "mismatch"
 seed = 3
@@ -40,15 +44,16 @@ n_chips = 4
 chunk = 2
 sigma = [0.05, 0.15]
 [compensation.offset]
-offsets = [-0.2, 0.2]
+offsets = [-0.2, 0.2, 0.4]
 [compensation.rebalance]
-factors = [0.9, 1.1]
+factors = [0.9, 1.0, 1.1]
 [compensation.retune]
 steps = 1
-generations = 1
+generations = 2
 population = 2
+learning_rate = 0.02
 [compensation.robust]
-train_chips = 2
+train_chips = 3
 generations = 1
 population = 2
 [report]
