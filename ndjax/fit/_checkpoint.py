@@ -25,7 +25,11 @@ import numpy as np
 from ..models._neurodyn import NDWords
 from ._calibrate import CalibrationResult
 
-__all__ = ["Checkpoint", "fingerprint"]
+__all__ = ["Checkpoint", "CheckpointMismatch", "fingerprint"]
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint file saved by a fit of other inputs."""
 
 
 def fingerprint(*parts: Any) -> str:
@@ -77,7 +81,7 @@ class Checkpoint:
 
     def _check(self, path: Path, key: str) -> None:
         if key != self.key:
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"{path} was saved by a fit of other inputs (target, start words, currents, span, "
                 "settings or seed): use another checkpoint folder, or delete the file to recompute it"
             )
@@ -100,14 +104,15 @@ class Checkpoint:
                 self._check(path, str(f["key"]))
                 runs = [
                     (float(s), NDWords(g, e, ib))
-                    for s, g, e, ib in zip(f["run_scores"], f["run_g"], f["run_e_rev"], f["run_i_b"],
-                                           strict=True)  # fmt: skip
+                    for s, g, e, ib in zip(
+                        f["run_scores"], f["run_g"], f["run_e_rev"], f["run_i_b"], strict=True
+                    )  # fmt: skip
                 ]
                 return CalibrationResult(int(f["index"]), runs, f["trace"].tolist(), f["scores"].tolist())
+        except CheckpointMismatch:
+            raise
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            if isinstance(err, ValueError) and "saved by a fit of other inputs" in str(err):
-                raise
-            raise ValueError(f"{path} cannot be read ({err}): delete it to recompute that calibration") from err
+            raise ValueError(f"{path} cannot be read ({err}): delete it to recompute it") from err
 
     def save_calibration(self, seed: int, cal: CalibrationResult) -> None:
         """Keep the calibration of attempt ``seed``."""
@@ -133,11 +138,12 @@ class Checkpoint:
             data = json.loads(path.read_text(encoding="utf-8"))
             self._check(path, data["key"])
             words = tuple(np.asarray(w, dtype=np.int64) for w in data["words"])
-            return dict(index=int(data["index"]), words=words, history=data["history"], seconds=data["seconds"])
+            index, history, seconds = int(data["index"]), data["history"], data["seconds"]
+        except CheckpointMismatch:
+            raise
         except (OSError, KeyError, TypeError, ValueError) as err:
-            if isinstance(err, ValueError) and "saved by a fit of other inputs" in str(err):
-                raise
-            raise ValueError(f"{path} cannot be read ({err}): delete it to recompute that attempt") from err
+            raise ValueError(f"{path} cannot be read ({err}): delete it to recompute it") from err
+        return dict(index=index, words=words, history=history, seconds=seconds)
 
     def save_attempt(self, seed: int, index: int, words: tuple, history: dict, seconds: dict) -> None:
         """Keep a finished attempt (``words`` integer arrays; ``history`` lists of numbers)."""

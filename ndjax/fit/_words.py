@@ -170,7 +170,8 @@ def _attempt(problems: Sequence[FitProblem], starts: Sequence[NDWords], settings
     t0 = time.perf_counter()
     cal = None if store is None else store.load_calibration(seed)
     if cal is not None:
-        say(f"[resume] calibration with seed {seed} loaded from {store.folder} (best score {cal.trace[-1]:.3f})")
+        say(f"[resume] calibration with seed {seed} loaded from {store.folder} "
+            f"(best score {cal.trace[-1]:.3f})")  # fmt: skip
     else:
         cal = calibrate(problems, starts, settings.calibrate, seed=seed, say=say)
         if store is not None:
