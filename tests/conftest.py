@@ -27,9 +27,13 @@ SHARED_COMPILES = {
     "fit/test_stages.py": "fit",
     "cli/test_kind_fit.py": "fit",
     "fit/test_currents.py": "fit",
-    "cli/test_kind_mismatch.py": "mismatch-run",
-    "cli/test_run_folder.py": "mismatch-run",
-    "cli/test_faults.py": "mismatch-run",
+    "fit/test_checkpoint.py": "fit",
+    "studies/test_compensate.py": "studies",
+    "studies/test_run.py": "studies",
+    "studies/test_kernel.py": "studies",
+    "cli/test_kind_mismatch.py": "studies",
+    "cli/test_run_folder.py": "studies",  # the tiny mismatch run of tests/cli/conftest.py
+    "cli/test_faults.py": "studies",
 }
 
 

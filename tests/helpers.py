@@ -56,7 +56,9 @@ def assert_grad_matches_fd(f, x, grad, *, eps, rtol, atol=0.0, seed=0):
     plus = jf(jax.tree.map(lambda a, b: a + eps * b, x, v))
     minus = jf(jax.tree.map(lambda a, b: a - eps * b, x, v))
     fd = (float(plus) - float(minus)) / (2 * eps)
-    dot = sum(float(np.vdot(np.asarray(g), np.asarray(d))) for g, d in zip(jax.tree.leaves(grad),
-                                                                            jax.tree.leaves(v), strict=True))
+    dot = sum(
+        float(np.vdot(np.asarray(g), np.asarray(d)))
+        for g, d in zip(jax.tree.leaves(grad), jax.tree.leaves(v), strict=True)
+    )
     assert abs(dot - fd) <= atol + rtol * abs(fd), (dot, fd)
     return fd

@@ -114,44 +114,69 @@ def test_vmap_over_params_inputs_and_initial_states():
 # ---- gradients -------------------------------------------------------------------------------
 
 
-def test_grad_hh_conductances_matches_finite_differences():
+def test_grad_hh_every_parameter_matches_finite_differences():
+    """Every leaf of HHParams gets a finite gradient of a trace loss (jit around grad, as a fit
+    step does); the conductances, a reversal and a rate constant against central differences."""
     ts = jnp.linspace(0.0, 10.0, 201)
     target = np.asarray(nd.simulate(nd.HH, nd.hh_params(), 10.0, jnp.zeros(4), ts, **TIGHT).ys[:, 0])
 
-    def loss(g):
-        p = dataclasses.replace(nd.hh_params(), g=g)
+    def loss(p):
         v = nd.simulate(nd.HH, p, 10.0, jnp.zeros(4), saveat=_v_at(ts), **TIGHT).ys
         return jnp.mean((v - target) ** 2)
 
-    # jit around grad, as a fit step does (jax.jit(jax.value_and_grad(loss)))
-    g0 = np.array([110.0, 40.0, 0.35])
-    grad = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(g0)))
-    loss_jit = jax.jit(loss)
-    for i, h in enumerate([1e-3, 1e-3, 1e-3]):
-        fd = central_difference(lambda g: loss_jit(jnp.asarray(g)), g0, i, h)
-        assert grad[i] == pytest.approx(fd, rel=1e-4), (i, grad[i], fd)
+    p0 = dataclasses.replace(nd.hh_params(), g=jnp.asarray([110.0, 40.0, 0.35]))
+    grads = jax.jit(jax.grad(loss))(p0)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(leaf)), jax.tree_util.keystr(path)
+    loss_jit = jax.jit(loss)  # one program for every finite difference
+    g0 = np.asarray(p0.g)
+    for i in range(3):
+        fd = central_difference(lambda g: loss_jit(dataclasses.replace(p0, g=jnp.asarray(g))), g0, i, 1e-3)
+        assert float(grads.g[i]) == pytest.approx(fd, rel=1e-4), (i, float(grads.g[i]), fd)
+    ek = lambda x: loss_jit(dataclasses.replace(p0, e_rev=p0.e_rev.at[1].set(x[0])))  # noqa: E731
+    assert float(grads.e_rev[1]) == pytest.approx(central_difference(ek, [-12.0], 0, 1e-3), rel=1e-4)
+    bn = lambda x: loss_jit(  # noqa: E731
+        dataclasses.replace(p0, gates=dataclasses.replace(p0.gates, b_a=p0.gates.b_a.at[2].set(x[0])))
+    )
+    assert float(grads.gates.b_a[2]) == pytest.approx(central_difference(bn, [0.125], 0, 1e-5), rel=1e-4)
 
 
-def test_grad_neurodyn_relaxed_words_matches_finite_differences():
+def test_grad_neurodyn_every_parameter_matches_finite_differences():
+    """Every leaf of an NDChip (words, biases, mismatch) gets a finite gradient of a trace loss at
+    relaxed (real-valued) words; words of each kind and a bias against central differences."""
     ts = jnp.linspace(0.0, 0.004, 201)
     chip = nd.nd_chip()
     target = np.asarray(nd.simulate(nd.NEURODYN, nd.chip_params(chip), 0.0, Y0_ND, ts, **TIGHT).ys[:, 0])
 
-    def loss(flat):
-        words = nd.NDWords(g=flat[:3], e_rev=flat[3:6], i_b=flat[6:].reshape(3, 2, 7))
-        p = nd.chip_params(dataclasses.replace(chip, words=words))
-        v = nd.simulate(nd.NEURODYN, p, 0.0, Y0_ND, saveat=_v_at(ts), **TIGHT).ys
+    def loss(c):
+        v = nd.simulate(nd.NEURODYN, nd.chip_params(c), 0.0, Y0_ND, saveat=_v_at(ts), **TIGHT).ys
         return jnp.mean((v - target) ** 2) * 1e6
 
     w = chip.words
     x0 = np.concatenate([np.asarray(w.g), np.asarray(w.e_rev), np.asarray(w.i_b).ravel()]) * 1.03 + 0.4
-    grad = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(x0)))
-    assert np.all(np.isfinite(grad))
-    loss_jit = jax.jit(loss)
+
+    def relaxed(flat):
+        words = nd.NDWords(g=flat[:3], e_rev=flat[3:6], i_b=flat[6:].reshape(3, 2, 7))
+        return dataclasses.replace(chip, words=words, mismatch=nd.sample_mismatch(jax.random.key(0)))
+
+    c0 = relaxed(jnp.asarray(x0))
+    grads = jax.jit(jax.grad(loss))(c0)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(leaf)), jax.tree_util.keystr(path)
+    flat_grad = np.concatenate(
+        [np.ravel(np.asarray(x)) for x in (grads.words.g, grads.words.e_rev, grads.words.i_b)]
+    )
+    loss_jit = jax.jit(loss)  # one program for every finite difference
     # dg Na, dg K, dE Na, dE K, alpha_m top sigmoid, beta_n first sigmoid
     for i in (0, 1, 3, 4, 6 + 6, 6 + 2 * 14 + 7):
-        fd = central_difference(lambda x: loss_jit(jnp.asarray(x)), x0, i, 1e-2)
-        assert grad[i] == pytest.approx(fd, rel=1e-3, abs=1e-9), (i, grad[i], fd)
+        fd = central_difference(lambda x: loss_jit(relaxed(jnp.asarray(x))), x0, i, 1e-2)
+        assert flat_grad[i] == pytest.approx(fd, rel=1e-3, abs=1e-9), (i, flat_grad[i], fd)
+
+    def with_i_voltage(x):
+        return loss_jit(dataclasses.replace(c0, biases=dataclasses.replace(c0.biases, i_voltage=x[0])))
+
+    fd = central_difference(with_i_voltage, [150e-9], 0, 1e-11)
+    assert float(grads.biases.i_voltage) == pytest.approx(fd, rel=1e-4)
 
 
 # ---- voltage clamp ---------------------------------------------------------------------------
@@ -230,46 +255,6 @@ def test_bad_input_raises_naming_the_argument(kwargs, exc, match):
         nd.simulate(nd.HH, args.pop("params"), args.pop("stim"), args.pop("y0"), **args)
 
 
-def test_grad_with_respect_to_every_physical_parameter():
-    """Every leaf of HHParams and of an NDChip (words, biases, mismatch) gets a finite
-    gradient; two of them are checked against finite differences."""
-    ts = jnp.linspace(0.0, 10.0, 101)
-
-    def hh_loss(p):
-        v = nd.simulate(nd.HH, p, 10.0, jnp.zeros(4), saveat=_v_at(ts), **TIGHT).ys
-        return jnp.mean((v - 20.0) ** 2)
-
-    p0 = nd.hh_params()
-    grads = jax.jit(jax.grad(hh_loss))(p0)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
-        assert np.all(np.isfinite(leaf)), jax.tree_util.keystr(path)
-    hh_jit = jax.jit(hh_loss)
-    ek = lambda x: hh_jit(dataclasses.replace(p0, e_rev=p0.e_rev.at[1].set(x[0])))  # noqa: E731
-    assert float(grads.e_rev[1]) == pytest.approx(central_difference(ek, [-12.0], 0, 1e-3), rel=1e-4)
-    bn = lambda x: hh_jit(  # noqa: E731
-        dataclasses.replace(p0, gates=dataclasses.replace(p0.gates, b_a=p0.gates.b_a.at[2].set(x[0])))
-    )
-    assert float(grads.gates.b_a[2]) == pytest.approx(central_difference(bn, [0.125], 0, 1e-5), rel=1e-4)
-
-    ts_nd = jnp.linspace(0.0, 0.003, 101)
-
-    def nd_loss(chip):
-        v = nd.simulate(nd.NEURODYN, nd.chip_params(chip), 0.0, Y0_ND, saveat=_v_at(ts_nd), **TIGHT).ys
-        return jnp.mean((v - 0.8) ** 2) * 1e3
-
-    chip = nd.nd_chip(mismatch=nd.sample_mismatch(jax.random.key(0)))
-    grads = jax.jit(jax.grad(nd_loss))(chip)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
-        assert np.all(np.isfinite(leaf)), jax.tree_util.keystr(path)
-    nd_jit = jax.jit(nd_loss)
-
-    def with_i_voltage(x):
-        return nd_jit(dataclasses.replace(chip, biases=dataclasses.replace(chip.biases, i_voltage=x[0])))
-
-    fd = central_difference(with_i_voltage, [150e-9], 0, 1e-11)
-    assert float(grads.biases.i_voltage) == pytest.approx(fd, rel=1e-4)
-
-
 # ---- any pytree state ---------------------------------------------------------------------------
 
 
@@ -339,7 +324,11 @@ def test_new_currents_and_tolerances_do_not_recompile():
     first = len(_TRACES)
     for amp, rtol in ((7.0, 1e-6), (3.0, 1e-7)):
         nd.simulate(
-            COUNTING, nd.hh_params(), amp, jnp.zeros(4), ts,
+            COUNTING,
+            nd.hh_params(),
+            amp,
+            jnp.zeros(4),
+            ts,
             stepsize_controller=nd.default_controller(rtol),
         )
     assert first >= 1 and len(_TRACES) == first

@@ -23,9 +23,10 @@ from ._manifest import MANIFEST, Manifest
 
 __all__ = ["RunDir", "SAVED_WORK", "remove_written", "unlisted_saved_work"]
 
-#: Folders of a run folder whose contents a resumable kind loads as its own work (the study's
-#: chunks): ``--force`` refuses a folder holding files there that no manifest lists.
-SAVED_WORK = ("chunks",)
+#: Folders of a run folder whose contents a resumable kind loads as its own work (a study's
+#: chunks, a fit's checkpoint): ``--force`` refuses a folder holding files there that no manifest
+#: lists.
+SAVED_WORK = ("chunks", "checkpoint")
 
 
 @contextlib.contextmanager
@@ -62,17 +63,21 @@ class RunDir:
         if self.manifest is not None:
             self.file(MANIFEST)
 
-    def record(self, path: str | Path) -> None:
+    def record(self, path: str | Path) -> Path:
         """Record ``path`` (a file in the folder, or under a subfolder of it) and its subfolders
-        as written by this run, and rewrite the manifest.
+        as written by this run, and rewrite the manifest; e.g. by library code that saves its own
+        files there (a study's chunks, a fit's checkpoint: ``on_save=run_dir.record``).
+
+        Returns:
+            ``path``.
 
         Raises:
             ValueError: ``path`` is not inside the folder.
             OSError: the manifest cannot be written (its ``filename`` says so).
         """
-        if self.manifest is None:
-            return
         p = Path(path)
+        if self.manifest is None:
+            return p
         try:
             rel = (
                 p.relative_to(self.path)
@@ -83,19 +88,19 @@ class RunDir:
             raise ValueError(f"{path} is not inside the run folder {self.path}") from None
         if ".." in rel.parts:
             raise ValueError(f"{path} is not inside the run folder {self.path}")
-        entries = [p.as_posix() + "/" for p in reversed(rel.parents) if p != Path(".")] + [rel.as_posix()]
+        entries = [d.as_posix() + "/" for d in reversed(rel.parents) if d != Path(".")] + [rel.as_posix()]
         new = [e for e in entries if e not in self.manifest.written]
         if new:
             self.manifest.written.extend(new)
             self.manifest.write(self.path)
+        return p
 
     def file(self, name: str) -> Path:
         """Path of ``name`` in the folder, recorded as written."""
         p = self.path / name
         if p not in self.written:
             self.written.append(p)
-        self.record(p)
-        return p
+        return self.record(p)
 
     def write_text(self, name: str, text: str) -> Path:
         """Write a UTF-8 text file (an :class:`OSError` names it)."""

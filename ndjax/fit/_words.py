@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 from .._settings import check_settings
 from ..models._neurodyn import NDWords
 from ._calibrate import calibrate
+from ._checkpoint import Checkpoint, fingerprint
 from ._currents import auto_currents
 from ._gradient import gradient
 from ._objectives import FitProblem, prepare_problem
@@ -72,6 +74,8 @@ def fit_words(
     seed: int = 0,
     progress: Callable[[str], None] | None = print,
     alternatives: Sequence[tuple[Target, NDWords]] = (),
+    checkpoint: str | Path | None = None,
+    on_save: Callable[[Path], None] | None = None,
 ) -> FitOutcome:
     """Find integer words that make the chip spike like the HH target (module docstring).
 
@@ -87,13 +91,19 @@ def fit_words(
         alternatives: more ``(target, words0)`` pairs (other time scales or ``I_voltage`` values
             for the same model, :func:`ndjax.fit.make_targets`), screened by the calibration;
             the best goes on to the later stages.
+        checkpoint: a folder where each attempt's calibration and each finished attempt are
+            saved as they end (:mod:`ndjax.fit._checkpoint`); run again with the same folder
+            and inputs, the fit loads them instead of recomputing, and ends on the same words.
+            Files saved by a fit of other inputs are refused. ``None``: nothing is saved.
+        on_save: called with the path of each checkpoint file saved.
 
     Returns:
         :class:`FitOutcome` (its ``target`` is the one kept); of several attempts, the first
         with the lowest final training score.
 
     Raises:
-        ValueError: invalid settings, or ``currents_ua`` a string other than ``"auto"``.
+        ValueError: invalid settings, ``currents_ua`` a string other than ``"auto"``, or a
+            checkpoint file of another fit.
     """
     settings = FitSettings() if settings is None else settings
     bad = check_settings(settings)
@@ -111,6 +121,10 @@ def fit_words(
         seconds["currents"] = time.perf_counter() - t0
         say(f"[currents] auto: {', '.join(f'{c:g}' for c in currents_ua)} uA/cm^2")
     currents = tuple(float(c) for c in currents_ua)
+    store = None
+    if checkpoint is not None:
+        key = fingerprint(target, words0, list(alternatives), currents, float(t_hh_ms), settings)
+        store = Checkpoint(checkpoint, key, on_save)
 
     t0 = time.perf_counter()
     candidates = [(target, words0), *alternatives]
@@ -121,7 +135,7 @@ def fit_words(
 
     outcomes: list[FitOutcome] = []
     for k in range(settings.retries + 1):
-        outcomes.append(_attempt(problems, starts, settings, seed + k, say))
+        outcomes.append(_attempt(problems, starts, settings, seed + k, say, store))
         for key, s in outcomes[-1].seconds.items():
             seconds[key] = seconds.get(key, 0.0) + s
         final = outcomes[-1].history["polish"][-1]
@@ -142,11 +156,26 @@ def fit_words(
 
 
 def _attempt(problems: Sequence[FitProblem], starts: Sequence[NDWords], settings: FitSettings, seed: int,
-             say: Callable[[str], None]) -> FitOutcome:  # fmt: skip
-    """One calibrate -> gradient -> polish with ``seed``; its own ``seconds``."""
+             say: Callable[[str], None], store: Checkpoint | None) -> FitOutcome:  # fmt: skip
+    """One calibrate -> gradient -> polish with ``seed``; its own ``seconds``. With a ``store``,
+    a saved attempt is loaded whole, a saved calibration is loaded and the later stages run."""
+    done = None if store is None else store.load_attempt(seed)
+    if done is not None:
+        say(f"[resume] attempt with seed {seed} loaded from {store.folder} (final score "
+            f"{done['history']['polish'][-1]:.3f})")  # fmt: skip
+        i = done["index"]
+        return FitOutcome(done["words"], integer_words(starts[i]), problems[i].target, done["history"],
+                          done["seconds"], problems[i].currents)  # fmt: skip
     seconds = {}
     t0 = time.perf_counter()
-    cal = calibrate(problems, starts, settings.calibrate, seed=seed, say=say)
+    cal = None if store is None else store.load_calibration(seed)
+    if cal is not None:
+        say(f"[resume] calibration with seed {seed} loaded from {store.folder} "
+            f"(best score {cal.trace[-1]:.3f})")  # fmt: skip
+    else:
+        cal = calibrate(problems, starts, settings.calibrate, seed=seed, say=say)
+        if store is not None:
+            store.save_calibration(seed, cal)
     problem = problems[cal.index]
     seconds["calibrate"], t0 = time.perf_counter() - t0, time.perf_counter()
     grad = gradient(problem, cal.runs[0][1], settings.gradient, say=say)
@@ -163,5 +192,7 @@ def _attempt(problems: Sequence[FitProblem], starts: Sequence[NDWords], settings
         ]
     history["grad_score"] = grad.scores
     history["polish_starts"] = pol.start_scores
+    if store is not None:
+        store.save_attempt(seed, cal.index, pol.words, history, seconds)
     return FitOutcome(pol.words, integer_words(starts[cal.index]), problem.target, history, seconds,
                       problem.currents)  # fmt: skip

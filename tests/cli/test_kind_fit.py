@@ -435,6 +435,18 @@ def test_tiny_fit_run_writes_loadable_words(tmp_path):
         assert npz["v_hh"].shape == npz["v_chip_fitted"].shape == npz["v_chip_nnls"].shape == (4, 100)
         assert npz["ts_ms"][-1] == pytest.approx(20.0, rel=1e-12)
 
+    # the calibration and the attempt were saved as they ended; interrupted after the calibration
+    # (its attempt file gone), the same command resumes there and ends on the same words
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["attempt_seed0.json",
+                                                                     "calibration_seed0.npz"]  # fmt: skip
+    words_text = (out / "words.json").read_text()
+    (out / "checkpoint" / "attempt_seed0.json").unlink()
+    status, stdout, stderr = run_main(["run", config, "--out", out])
+    assert status == 0, stderr
+    assert "resuming" in stdout and "[resume] calibration with seed 0 loaded" in stdout
+    assert "[calibrate]" not in stdout.split("[resume]")[1]  # nothing calibrated after the resume
+    assert (out / "words.json").read_text() == words_text
+
 
 @pytest.mark.slow
 def test_auto_fit_currents_are_resolved_and_keep_three_held_out():

@@ -28,6 +28,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 # ---- the runner ----------------------------------------------------------------------------------
 
+# The shapes and settings of tests/studies/common.py's STUDY and KW (2 currents, 401 samples, 3
+# offsets: -0.1, 0.1, 0.2 nA as fractions of 0.5 nA, 3 factors, the same retune and robust
+# searches): this file runs in the studies' worker (tests/conftest.py), so the run reuses their
+# compiled kernels.
 CONFIG = """
 kind = "mismatch"
 seed = 3
@@ -40,15 +44,16 @@ n_chips = 4
 chunk = 2
 sigma = [0.05, 0.15]
 [compensation.offset]
-offsets = [-0.2, 0.2]
+offsets = [-0.2, 0.2, 0.4]
 [compensation.rebalance]
-factors = [0.9, 1.1]
+factors = [0.9, 1.0, 1.1]
 [compensation.retune]
 steps = 1
-generations = 1
+generations = 2
 population = 2
+learning_rate = 0.02
 [compensation.robust]
-train_chips = 2
+train_chips = 3
 generations = 1
 population = 2
 [report]
@@ -167,7 +172,8 @@ def test_runner_reports_failed_chips_with_the_reason(tmp_path):
 
 def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):
     """A words.json with an HH target: currents in uA/cm^2, the HH model is the reference, and its
-    spike counts are those of ndjax.evaluate_words (an independent path to the same HH traces)."""
+    spike counts are those of ndjax.evaluate_words (an independent path to the same HH traces).
+    401 samples and 2 currents: the shapes of the studies' tests, whose kernels this run reuses."""
     target, words = ndjax.make_target()
     ints = [np.asarray(x).round().astype(int) for x in (words.g, words.e_rev, words.i_b)]
     ndjax.save_words(
@@ -179,7 +185,7 @@ def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):
     config = tmp_path / "mm.toml"
     config.write_text(
         'kind = "mismatch"\n[chip]\nwords = "words.json"\n[currents]\nvalues = [0.0, 10.0]\n'
-        "span_ms = 30.0\nn_save = 3001\n[study]\nn_chips = 2\nchunk = 2\n"
+        "span_ms = 30.0\nn_save = 401\n[study]\nn_chips = 2\nchunk = 2\n"
         "[compensation.offset]\nenabled = false\n[compensation.rebalance]\nenabled = false\n"
         "[compensation.retune]\nenabled = false\n[compensation.robust]\nenabled = false\n"
         "[report]\nexample_chips = 0\n"
@@ -190,7 +196,7 @@ def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):
     assert metrics["reference"] == "HH target"
     assert metrics["currents"] == ["0 uA/cm2", "10 uA/cm2"]
     np.testing.assert_allclose(metrics["spike_threshold_v"], target.threshold + target.v_shift)
-    hh = ndjax.evaluate_words(target, words, [0.0, 10.0], t_hh_ms=30.0, n_save=3001)
+    hh = ndjax.evaluate_words(target, words, [0.0, 10.0], t_hh_ms=30.0, n_save=401)
     assert metrics["sigmas"][0]["reference"]["count"] == [m.hh_count for m in hh]
     assert metrics["sigmas"][0]["reference"]["count"][1] >= 2  # HH fires repetitively at 10 uA/cm^2
 

@@ -219,4 +219,3 @@ def test_robust_factor_search_can_use_cmaes(ref, monkeypatch):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="search"):
         S.robust_words(STUDY, ref, dataclasses.replace(settings, search="cma"))
-

@@ -5,7 +5,10 @@ The ``[optimizer]`` table and its ``[optimizer.calibrate]``, ``[optimizer.gradie
 (``ndjax defaults fit`` prints them); ``[target]`` and ``[chip]`` take their defaults from
 ``make_target``/``make_targets``. Writes ``words.json`` (the fitted integer words and their
 settings, read back by :func:`ndjax._words_io.load_words`), ``metrics.json``, ``traces.npz``,
-``traces.png``, ``fi_curve.png`` and ``loss.png``.
+``traces.png``, ``fi_curve.png`` and ``loss.png``. The fit keeps each attempt's calibration and
+each finished attempt in ``checkpoint/`` as they end (:mod:`ndjax.fit._checkpoint`): the same
+config run again into the folder of an interrupted run resumes after them, and ends on the same
+words.
 
 Every call into the fitter (``ndjax.fit``) is in this module.
 """
@@ -41,7 +44,9 @@ __all__ = [
     "MIN_HELD_OUT",
 ]
 
-RESUMABLE = False
+#: Running a config into a folder that holds an interrupted run of the same config resumes it
+#: (the saved calibrations and attempts in ``checkpoint/`` are loaded, not recomputed).
+RESUMABLE = True
 
 #: The report currents of the issue (uA/cm^2); with the guide's model, 2.5, 8, 12.5 and 17.5 are
 #: held out (``currents.fit = "auto"`` and why, in experiments/FIT_RESULTS.md).
@@ -566,6 +571,8 @@ def run(cfg: dict, pairs: list, notes: list[str], fit_currents: list[float], run
         seed=cfg["seed"],
         progress=say,
         alternatives=pairs[1:],
+        checkpoint=run_dir.path / "checkpoint",
+        on_save=run_dir.record,
     )
     seconds = {k: float(v) for k, v in outcome.seconds.items()}
     seconds["fit_total"] = time.perf_counter() - start
