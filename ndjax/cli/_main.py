@@ -16,13 +16,13 @@ folder (default ``runs/<config stem>-<timestamp>``):
 - ``versions.json``: Python, package versions, platform, devices, seed;
 - what the experiment writes (see each kind's module docstring).
 
-A resumable kind (``mismatch``) run into a folder that holds a run of it resumes there when the
+A resumable kind (``mismatch``, ``fit``) run into a folder that holds a run of it resumes there when the
 inputs are the same: the config, key by key, and the contents of every input file. Otherwise it is
 refused, each differing key named with both values (``study.n_chips: 4 in the folder's run, 5
 now``) and each changed file with both hashes; a folder without a manifest (an older ndjax's)
 cannot be checked and is not resumed. ``--force`` writes into any folder after removing exactly
 what its manifest lists as written (files of the user's stay); a folder holding saved work
-(``chunks/``) that no manifest lists is refused, since the run would load it as its own.
+(``chunks/``, ``checkpoint/``) that no manifest lists is refused, since the run would load it as its own.
 
 ``ndjax defaults KIND`` prints a complete config of that kind, every default with its doc as a
 comment, generated from the schema; ``ndjax run`` accepts it as it is.
