@@ -89,7 +89,7 @@ def test_every_kind_has_a_schema_and_a_prepare():
     assert set(_main.ROOT.variants) == set(_main.KINDS) == {"simulate", "fit", "mismatch"}
     for kind, module in _main.KINDS.items():
         assert _main.ROOT.variants[kind] is module.SCHEMA and callable(module.prepare), kind
-    assert [k for k, m in _main.KINDS.items() if m.RESUMABLE] == ["mismatch"]
+    assert [k for k, m in _main.KINDS.items() if m.RESUMABLE] == ["fit", "mismatch"]
 
 
 def test_python_dash_m_is_the_same_main():
