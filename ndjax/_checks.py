@@ -27,8 +27,9 @@ class Status(enum.IntEnum):
         """A few words, for tables and lists of failed chips."""
         return _TEXT[self]
 
-    def message(self, max_steps: int | None = None) -> str:
-        """A sentence for the user: what happened and what to do."""
+    def message(self, max_steps: int | None = None, when: str | None = None) -> str:
+        """A sentence for the user: what happened and what to do (``when``: where in the span a
+        non-finite state appeared, e.g. ``"after t = 4.5 (the last save time reached)"``)."""
         if self is Status.MAX_STEPS:
             budget = f" ({max_steps})" if max_steps is not None else ""
             return (
@@ -36,9 +37,11 @@ class Status(enum.IntEnum):
                 "truncated. Raise max_steps, loosen rtol/atol, or shorten the span."
             )
         if self is Status.NOT_FINITE:
+            at = f" {when}" if when else ""
             return (
-                "the simulation failed: the state became non-finite or the step size collapsed. "
-                "Check the parameters and inputs (a blow-up usually means an unphysical parameter)."
+                f"the state became non-finite (NaN or inf){at}: the solve stopped there, since no "
+                "finite step exists. Check the parameters and inputs (a blow-up usually means an "
+                "unphysical parameter)."
             )
         return "ok"
 
