@@ -87,3 +87,17 @@ def test_simulate_under_an_outer_jit_and_vmap():
     with pytest.raises(ValueError, match="is not finite"):
         jax.jit(jax.vmap(lambda i: nd.simulate(nd.NEURODYN, bad, i, y0, ts).ys[:, 0]))(currents)
 
+
+# ---- list-valued config keys are never empty -----------------------------------------------------
+
+
+def test_an_empty_list_is_refused_by_the_schema():
+    from ndjax.cli._main import parse_config
+    from ndjax.cli._schema import ConfigError
+
+    for text, key in [('kind = "mismatch"\n[study]\nsigma = []\n', "study.sigma"),
+                      ('kind = "fit"\n[currents]\nevaluate = []\n', "currents.evaluate"),
+                      ('kind = "fit"\n[currents]\nfit = []\n', "currents.fit")]:  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            parse_config(text)
+        assert (key, "expected at least 1 value(s), got an empty array") in info.value.errors

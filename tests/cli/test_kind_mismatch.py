@@ -124,7 +124,7 @@ def test_runner_writes_results_and_resumes(tmp_path):
             "compensation.robust_serch",
             "(it moved to compensation.robust.search)",
         ),
-        ("[currents]\nvalues = []", "currents.values", "at least 1 current"),
+        ("[currents]\nvalues = []", "currents.values", "at least 1 value(s), got an empty array"),
         ("[currents]\nvalues = [1.0, 1.0]", "currents.values[1]", "duplicate"),
         ("[currents]\nunit = 'pA'", "currents.unit", "expected one of"),
         ("[compensation.robust]\nsearch = 'cma'", "compensation.robust.search", "expected one of"),

@@ -69,8 +69,6 @@ def _check_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
                 f" of the automatic training currents), got {evaluate!r}",
             )
         return
-    if not fit:
-        yield "fit", "expected at least 1 training current, got an empty array"
     yield from duplicates("fit", fit)
     yield from duplicates("evaluate", evaluate)
     held_out = [x for x in evaluate if not any(same_current(x, f) for f in fit)]
@@ -100,8 +98,6 @@ def _check_report(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
     if evaluate is None:  # invalid, already reported
         return
     traces = values["trace_currents"]
-    if not traces:
-        yield "trace_currents", "expected at least 1 current, got an empty array"
     for i, x in enumerate(traces):
         if not any(same_current(x, e) for e in evaluate):
             yield f"trace_currents[{i}]", f"expected one of currents.evaluate, got {x!r}"

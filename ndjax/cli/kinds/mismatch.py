@@ -49,8 +49,6 @@ def _study(name: str) -> Any:
 
 
 def _check_mismatch_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
-    if not values["values"]:
-        yield "values", "expected at least 1 current, got an empty array"
     yield from duplicates("values", values["values"])
 
 
