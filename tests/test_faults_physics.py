@@ -88,6 +88,109 @@ def test_simulate_under_an_outer_jit_and_vmap():
         jax.jit(jax.vmap(lambda i: nd.simulate(nd.NEURODYN, bad, i, y0, ts).ys[:, 0]))(currents)
 
 
+# ---- a failed reference is never used as data ----------------------------------------------------
+# The default HH target stalls at -100 uA/cm^2 (step limit of its tight reference solve), a current
+# the fit kind's schema allows; the nominal chip fails with a step budget of 50.
+
+TARGET, WORDS0 = nd.make_target()
+
+
+def test_the_hh_reference_raises_naming_the_current():
+    from ndjax.fit._objectives import prepare_problem
+
+    with pytest.raises(
+        nd.SolveFailedError, match=r"the HH target failed at -100 uA/cm\^2 \(step limit"
+    ) as info:
+        prepare_problem(TARGET, [0.0, -100.0], 100.0, 2)
+    assert info.value.index == 1 and info.value.status == nd.Status.MAX_STEPS
+    # the HH reference of a study: the chip's words do not matter, only the target and the currents
+    currents = np.asarray(TARGET.chip_current(np.array([0.0, -100e-6])))
+    study = studies.Study(words=nd.nd_chip().words, biases=TARGET.chip(WORDS0).biases,
+                          y0=np.array([TARGET.v_shift, 0, 0, 0]), currents=currents,
+                          ts=np.linspace(0.0, 0.1 / TARGET.scl_t, 2), threshold=0.9,
+                          hysteresis=0.05)  # fmt: skip
+    with pytest.raises(nd.SolveFailedError, match=r"failed at -100 uA/cm\^2"):
+        studies.hh_reference(study, TARGET)
+
+
+NOMINAL_FAILS = """
+kind = "mismatch"
+[currents]
+values = [0.0, 0.5]
+span_ms = 5.0
+n_save = 11
+[spikes]
+threshold = 0.9
+hysteresis = 0.05
+[solver]
+max_steps = 50
+"""
+
+
+def test_a_study_refuses_a_failed_nominal_reference():
+    from ndjax.cli._main import parse_config
+    from ndjax.cli._schema import ConfigError
+    from ndjax.cli.kinds import mismatch
+
+    with pytest.raises(ConfigError) as info:
+        mismatch.prepare(parse_config(NOMINAL_FAILS))
+    ((path, message),) = info.value.errors
+    assert path == "currents.values[0]"
+    assert message.startswith(
+        "the nominal chip failed at 0 nA (step limit reached): the solver hit max_steps"
+    )
+
+
+def test_the_fit_kind_refuses_currents_where_hh_fails():
+    from ndjax.cli._main import validate_config
+    from ndjax.cli._schema import ConfigError
+    from ndjax.cli.kinds import fit
+
+    for currents, key in [
+        ({"fit": [0.0, -100.0, 10.0]}, "currents.fit[1]"),
+        ({"fit": [0.0, 10.0], "evaluate": [-100.0, 2.5, 5.0, 20.0]}, "currents.evaluate[0]"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            fit.prepare(validate_config({"kind": "fit", "currents": currents}))
+        ((path, message),) = info.value.errors
+        assert path == key and "the HH target failed at -100 uA/cm^2" in message
+
+
+# ---- current lists and spans at the fit's API boundary -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: nd.fit_words(TARGET, WORDS0, [0.0, float("nan")]),
+            r"fit_words: currents_ua\[1\] must be a finite",
+        ),
+        (lambda: nd.fit_words(TARGET, WORDS0, []), r"fit_words: currents_ua must be a non-empty"),
+        (
+            lambda: nd.fit_words(TARGET, WORDS0, [1.0], t_hh_ms=float("inf")),
+            r"fit_words: t_hh_ms must be > 0 and finite",
+        ),
+        (lambda: nd.evaluate_words(TARGET, WORDS0, [float("inf")]), r"evaluate_words: currents_ua\[0\]"),
+        (lambda: nd.evaluate_words(TARGET, WORDS0, []), r"evaluate_words: currents_ua must be a non-empty"),
+        (lambda: nd.fit.prepare_problem(TARGET, [[1.0]], 100.0, 10), r"prepare_problem: currents_ua must be"),
+        (
+            lambda: nd.fit.prepare_problem(TARGET, [1.0], 100.0, 1),
+            r"prepare_problem: n_save must be an integer >= 2",
+        ),
+        (lambda: nd.fit.fi_curve(TARGET, WORDS0, t_hh_ms=float("nan")), r"fi_curve: t_hh_ms must be > 0"),
+        (
+            lambda: nd.fit.auto_currents(TARGET, t_hh_ms=-1.0),
+            r"auto_currents: t_hh_ms must be > 0 and finite",
+        ),
+        (lambda: nd.fit.auto_currents(TARGET, n_save=0), r"auto_currents: n_save must be an integer >= 2"),
+    ],  # fmt: skip
+)
+def test_the_fit_api_refuses_meaningless_currents_and_spans(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
 # ---- list-valued config keys are never empty -----------------------------------------------------
 
 
