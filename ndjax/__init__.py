@@ -14,6 +14,7 @@ from . import studies as studies  # noqa: E402
 from ._analysis import count_spikes as count_spikes
 from ._analysis import spike_mask as spike_mask
 from ._analysis import spike_times as spike_times
+from ._checks import SolveFailedError as SolveFailedError
 from ._checks import Status as Status
 from ._simulate import HH as HH
 from ._simulate import NEURODYN as NEURODYN

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Status", "status_code", "KeyedError", "not_utf8"]
+__all__ = ["Status", "status_code", "KeyedError", "SolveFailedError", "require_solved", "not_utf8"]
 
 
 class Status(enum.IntEnum):
@@ -28,8 +28,9 @@ class Status(enum.IntEnum):
         """A few words, for tables and lists of failed chips."""
         return _TEXT[self]
 
-    def message(self, max_steps: int | None = None) -> str:
-        """A sentence for the user: what happened and what to do."""
+    def message(self, max_steps: int | None = None, when: str | None = None) -> str:
+        """A sentence for the user: what happened and what to do (``when``: where in the span a
+        non-finite state appeared, e.g. ``"after t = 4.5 (the last save time reached)"``)."""
         if self is Status.MAX_STEPS:
             budget = f" ({max_steps})" if max_steps is not None else ""
             return (
@@ -37,9 +38,11 @@ class Status(enum.IntEnum):
                 "truncated. Raise max_steps, loosen rtol/atol, or shorten the span."
             )
         if self is Status.NOT_FINITE:
+            at = f" {when}" if when else ""
             return (
-                "the simulation failed: the state became non-finite or the step size collapsed. "
-                "Check the parameters and inputs (a blow-up usually means an unphysical parameter)."
+                f"the state became non-finite (NaN or inf){at}: the solve stopped there, since no "
+                "finite step exists. Check the parameters and inputs (a blow-up usually means an "
+                "unphysical parameter)."
             )
         return "ok"
 
@@ -53,6 +56,41 @@ def status_code(ok, max_steps_reached, xp=np):
     return xp.where(
         ok, int(Status.OK), xp.where(max_steps_reached, int(Status.MAX_STEPS), int(Status.NOT_FINITE))
     )
+
+
+class SolveFailedError(ValueError):
+    """A solve whose result is needed as data failed: a study's reference, a fit's HH target at a
+    training or evaluation current. Nothing computed against it would mean anything.
+
+    Attributes:
+        what: what was solved (``"the HH target"``, ``"the nominal chip"``).
+        index: the position of the failing current in the list the caller gave.
+        current: that current, in ``unit``.
+        status: how its solve ended (:class:`Status`).
+    """
+
+    def __init__(self, what: str, index: int, current: float, unit: str, status: Status):
+        self.what, self.index, self.current, self.unit, self.status = what, index, current, unit, status
+        super().__init__(f"{what} failed at {current:g} {unit} ({status.text}): {status.message()}")
+
+
+def require_solved(status, currents, what: str, unit: str) -> None:
+    """Host-side: raise :class:`SolveFailedError` for the first current whose solve failed.
+
+    Args:
+        status: (C,) :class:`Status` codes (or ``Trace.ok`` booleans, read as non-finite where
+            False), one per current.
+        currents: (C,) the currents, in ``unit``, as the caller knows them.
+        what, unit: for the message.
+    """
+    status = np.asarray(status)
+    if status.dtype == bool:
+        status = np.where(status, int(Status.OK), int(Status.NOT_FINITE))
+    bad = np.flatnonzero(status.reshape(-1) != int(Status.OK))
+    if bad.size:
+        i = int(bad[0])
+        raise SolveFailedError(what, i, float(np.asarray(currents, dtype=float).reshape(-1)[i]), unit,
+                               Status(int(status.reshape(-1)[i])))  # fmt: skip
 
 
 class KeyedError(ValueError):

@@ -3,8 +3,11 @@
 Everything here is ``jit``, ``vmap`` and ``grad`` safe. Failures (step limit,
 non-finite values) never raise inside traced code: they are reported in
 ``Trace.ok`` so one bad chip in a batch of thousands does not abort the batch.
-The host-side :func:`check_trace` turns a failed trace into an error for
-interactive use.
+A state that turns NaN or inf ends its solve within a few steps (:class:`_StopWhenNonFinite`)
+rather than stalling the step-size controller until ``max_steps``. The host-side
+:func:`check_trace` turns a failed trace into an error for interactive use. The boundary checks
+(span, state, parameters) run on concrete values, also under an outer ``jit``/``vmap``; traced
+values pass unchecked.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from jax.typing import ArrayLike
 from ._checks import Status
 from ._stimulus import Stimulus, as_stimulus
 from .models._hh import HHParams, gate_derivative, hh_currents, hh_rates, hh_vector_field
+from .models._kinetics import check_gates, check_neuron_state
 from .models._neurodyn import nd_currents, nd_rates, nd_vector_field
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "currents_over",
     "vclamp",
     "check_trace",
+    "failure_window",
     "default_solver",
     "default_controller",
     "neuron_state",
@@ -63,6 +68,10 @@ def neuron_state(params) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((4,), jnp.result_type(float))
 
 
+def _no_state_check(name: str, y0) -> None:
+    """The default :attr:`Model.check_state`: every value of the state's structure is a state."""
+
+
 class Model(NamedTuple):
     """The pure functions that define a model (all module-level, so they can be static
     arguments of a jitted function).
@@ -74,6 +83,10 @@ class Model(NamedTuple):
         currents: ``currents(v, x, params) -> (3,)`` ``[I_Na, I_K, I_L]`` of one neuron.
         state: ``state(params)`` -> a pytree of ``jax.ShapeDtypeStruct``: the structure and shapes
             ``y0`` must have (one neuron: (4,); a network: its neurons and synapses).
+        check_state: ``check_state(name, y0)``, host-side, on a concrete ``y0`` already of the
+            ``state`` structure (NumPy leaves): raises ``ValueError`` naming an entry that is no
+            state of the model (the neurons': a gate outside [0, 1],
+            ``ndjax.models._kinetics.check_neuron_state``). Default: no check.
     """
 
     name: str
@@ -81,10 +94,11 @@ class Model(NamedTuple):
     rates: Callable
     currents: Callable
     state: Callable = neuron_state
+    check_state: Callable = _no_state_check
 
 
-HH = Model("hh", hh_vector_field, _hh_param_rates, hh_currents)
-NEURODYN = Model("neurodyn", nd_vector_field, nd_rates, nd_currents)
+HH = Model("hh", hh_vector_field, _hh_param_rates, hh_currents, check_state=check_neuron_state)
+NEURODYN = Model("neurodyn", nd_vector_field, nd_rates, nd_currents, check_state=check_neuron_state)
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -161,6 +175,65 @@ def _split(controller):
     return eqx.partition(controller, _numbers)
 
 
+class _StopWhenNonFinite(dfx.AbstractAdaptiveStepSizeController):
+    """An adaptive controller that ends the solve once it is stuck on non-finite values.
+
+    A state (or a vector field) that becomes NaN or inf makes every trial step non-finite; the
+    wrapped controller rejects them and shrinks the step, forever, until ``max_steps``. Here a
+    rejected step whose candidate is non-finite and whose size is below ``dt_min`` (1e-12 of the
+    span: no finite step was found by shrinking it a few dozen times) ends the solve with
+    diffrax's ``RESULTS.dt_min_reached``, read as :attr:`ndjax.Status.NOT_FINITE`. It adds one
+    reduction per step over the candidate, no vector-field evaluation, and changes no step of a
+    solve that stays finite.
+    """
+
+    controller: dfx.AbstractAdaptiveStepSizeController
+    dt_min: Any
+
+    @property
+    def rtol(self):
+        return self.controller.rtol
+
+    @property
+    def atol(self):
+        return self.controller.atol
+
+    @property
+    def norm(self):  # pyright: ignore[reportIncompatibleMethodOverride]
+        return self.controller.norm
+
+    def wrap(self, direction):
+        return _StopWhenNonFinite(self.controller.wrap(direction), self.dt_min)
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        return self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
+        keep, next_t0, next_t1, made_jump, state, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
+        )
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(y1_candidate)]))
+        stuck = jnp.logical_not(keep) & jnp.logical_not(finite) & (jnp.abs(t1 - t0) < self.dt_min)
+        result = dfx.RESULTS.where(stuck & (result == dfx.RESULTS.successful), dfx.RESULTS.dt_min_reached,
+                                   result)  # fmt: skip
+        return keep, next_t0, next_t1, made_jump, state, result
+
+
+#: A rejected non-finite step below this fraction of the span ends the solve (:class:`_StopWhenNonFinite`;
+#: in float32, ten machine epsilons when that is larger).
+NON_FINITE_DT = 1e-12
+
+
+def _stop_when_non_finite(controller, t0, t1):
+    """``controller`` wrapped in :class:`_StopWhenNonFinite` (adaptive controllers only)."""
+    if not isinstance(controller, dfx.AbstractAdaptiveStepSizeController):
+        return controller  # a fixed step rejects nothing: it cannot stall
+    t0, t1 = jnp.asarray(t0), jnp.asarray(t1)
+    dtype = jnp.result_type(t0, t1, float)
+    frac = max(NON_FINITE_DT, 10 * float(jnp.finfo(dtype).eps))
+    return _StopWhenNonFinite(controller, (t1 - t0) * frac)
+
+
 _STATIC = ("vector_field", "solver", "max_steps", "adjoint", "saveat_fn", "dense", "controller_static")
 
 
@@ -178,6 +251,7 @@ def _solve(vector_field, params, stim, y0, t0, t1, dt0, controller_numbers, save
         # and can stall the controller on non-finite trial steps; a fraction of the
         # span is unit-free, and the controller grows it tenfold per step.
         dt0 = (t1 - t0) * 1e-6
+    controller = _stop_when_non_finite(controller, t0, t1)
     if saveat_fn is None:
         saveat = dfx.SaveAt(ts=saveat_ts, dense=dense)
     else:
@@ -239,9 +313,10 @@ def _check_time_args(t0, t1, ts):
             raise ValueError(f"ts must lie within [t0, t1] = [{t0f}, {t1f}], got [{tsf[0]}, {tsf[-1]}]")
 
 
-def _check_state(name: str, y0, expected) -> Any:
+def _check_state(name: str, y0, expected, check: Callable | None = None) -> Any:
     """``y0`` as arrays of the caller's float dtype, checked against ``expected`` (a pytree of
-    ``jax.ShapeDtypeStruct``, or a shape tuple) when concrete; an error names the leaf."""
+    ``jax.ShapeDtypeStruct``, or a shape tuple) when concrete, then by the model's ``check``
+    (``check(name, y0)`` on NumPy leaves, :attr:`Model.check_state`); an error names the leaf."""
     dtype = jnp.result_type(float)
     if isinstance(expected, tuple):
         expected = jax.ShapeDtypeStruct(expected, dtype)
@@ -260,8 +335,10 @@ def _check_state(name: str, y0, expected) -> Any:
             raise ValueError(f"{name}{path} must have shape {spec.shape}, got {arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name}{path} must be finite, got {arr}")
-        out.append(jnp.asarray(arr, dtype=dtype))
-    return jax.tree.unflatten(want, out)
+        out.append(arr)
+    if check is not None:
+        check(name, jax.tree.unflatten(want, out))
+    return jax.tree.unflatten(want, [jnp.asarray(arr, dtype=dtype) for arr in out])
 
 
 @jax.jit
@@ -273,7 +350,9 @@ def _check_params(params):
     if not _is_concrete(params):
         return
     paths, leaves = zip(*jax.tree_util.tree_leaves_with_path(params), strict=True)
-    finite = np.asarray(_all_finite(list(leaves)))  # one device call for the whole pytree
+    # concrete parameters closed over by an outer jit/vmap: evaluate now, not as part of its trace
+    with jax.ensure_compile_time_eval():
+        finite = np.asarray(_all_finite(list(leaves)))  # one device call for the whole pytree
     if not finite.all():
         i = int(np.argmin(finite))
         raise ValueError(f"parameter {jax.tree_util.keystr(paths[i])} is not finite: {leaves[i]}")
@@ -354,8 +433,8 @@ def simulate(
             raise ValueError("saveat: only SaveAt(ts=..., fn=..., dense=...) is read (not t0, t1, steps)")
         ts = ts if sub.ts is None else sub.ts
     return _checked_solve(
-        model.vector_field, params, ("stim", stim), ("y0", y0, model.state(params)), ts, t0, t1,
-        solver, stepsize_controller, dt0, max_steps, adjoint,
+        model.vector_field, params, ("stim", stim), ("y0", y0, model.state(params), model.check_state), ts,
+        t0, t1, solver, stepsize_controller, dt0, max_steps, adjoint,
         dense=bool(saveat.dense) if saveat is not None else False, saveat_fn=_save_fn(sub),
     )[0]  # fmt: skip
 
@@ -438,7 +517,7 @@ def vclamp(
     """
     _check_model(model)
     trace, v_stim = _checked_solve(
-        _clamp_field(model.rates), params, ("V", v), ("x0", x0, (3,)), ts, t0, t1,
+        _clamp_field(model.rates), params, ("V", v), ("x0", x0, (3,), check_gates), ts, t0, t1,
         solver, stepsize_controller, dt0, max_steps, adjoint,
     )  # fmt: skip
     vs = jax.vmap(v_stim)(trace.ts)
@@ -455,5 +534,21 @@ def check_trace(trace: Trace | ClampTrace, max_steps: int | None = None) -> None
     ok = np.asarray(trace.ok)
     if ok.all():
         return
-    status = Status.MAX_STEPS if np.asarray(trace.max_steps_reached).any() else Status.NOT_FINITE
-    raise RuntimeError(status.message(max_steps))
+    if np.asarray(trace.max_steps_reached).any():
+        raise RuntimeError(Status.MAX_STEPS.message(max_steps))
+    raise RuntimeError(Status.NOT_FINITE.message(when=failure_window(trace.ts)))
+
+
+def failure_window(ts) -> str | None:
+    """Host-side: where a failed solve of one trace stopped, from its save times ``ts`` (T,) (the
+    ones it never reached hold ``inf``): ``"between t = a and t = b"``, or None when unknown."""
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size == 0:
+        return None
+    reached = np.isfinite(ts)
+    k = int(np.argmin(reached)) if not reached.all() else ts.size
+    if k == 0:
+        return "before the first save time"
+    if k == ts.size:
+        return None
+    return f"after t = {ts[k - 1]:.6g} (the last save time reached)"

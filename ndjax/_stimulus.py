@@ -123,6 +123,10 @@ class Function(Stimulus):
 
 
 def _scalar(name: str, value) -> jax.Array:
+    if isinstance(value, jax.core.Tracer):  # traced (under an outer jit/vmap): shape only, no values
+        if jnp.shape(value) != ():
+            raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
+        return jnp.asarray(value, dtype=float)
     arr = np.asarray(value)
     if arr.shape != ():
         raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")

@@ -118,7 +118,9 @@ class Key:
         literals: strings accepted besides the type (``"auto"``).
         finite: reject inf (NaN is always rejected).
         scalar_ok: a 1-D array key also takes a single number (stored as a 1-element list).
-        min_len: fewest entries of a 1-D array.
+        min_len: fewest entries of an array (along its first axis). The rule is 1: a list-valued
+            key is never empty unless it says ``min_len=0`` (an empty list passed through would only
+            fail later, in the code that reads it).
     """
 
     type: str
@@ -134,7 +136,7 @@ class Key:
     literals: tuple[str, ...] = ()
     finite: bool = True
     scalar_ok: bool = False
-    min_len: int = 0
+    min_len: int = 1
 
 
 CheckFn = Callable[[dict, Scope], Iterable[tuple[str, str]]]
@@ -323,7 +325,8 @@ class _Validator:
             self.error(path, f"expected an array of shape {_shape_text(shape)}, got {found}")
             return None
         if len(value) < key.min_len:
-            self.error(path, f"expected at least {key.min_len} value(s), got {len(value)}")
+            got = "an empty array" if not value else f"{len(value)}"
+            self.error(path, f"expected at least {key.min_len} value(s), got {got}")
             return None
         n_before = len(self.errors)
 
@@ -514,8 +517,9 @@ def _setting_key(default: Any, spec: Any, where: str) -> Key:
     :class:`ndjax._settings.SettingSpec`."""
     bounds = dict(ge=spec.ge, gt=spec.gt, le=spec.le, lt=spec.lt)
     if isinstance(default, tuple):
+        longer = {"min_len": spec.min_len} if spec.min_len else {}  # else the schema's rule (1)
         return Key("array", list(default), spec.doc, shape=(None,), elem=spec.elem or "float",
-                   min_len=spec.min_len, **bounds)  # fmt: skip
+                   **longer, **bounds)  # fmt: skip
     for cls, name in _SCALAR_TYPES:  # bool before int: a bool is an int
         if isinstance(default, cls):
             if name in ("bool", "str"):

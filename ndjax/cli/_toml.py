@@ -75,7 +75,7 @@ def _rule_text(key: Key) -> str:
     parts = [_bounds_text(key)] if key.type in ("int", "float", "array") else []
     if key.type == "array" and key.shape and key.shape != (None,):
         parts.append(f"shape {_shape_text(key.shape)}")
-    if key.min_len:
+    if key.min_len and (not key.shape or key.shape[0] is None):  # a fixed length says it already
         parts.append(f"at least {key.min_len}")
     if key.literals:
         parts.append("or " + " or ".join(map(repr, key.literals)))

@@ -17,13 +17,62 @@ import numpy as np
 from ._simulate_pair import hh_spikes
 from ._target import Target
 
-__all__ = ["auto_currents", "onset_currents", "ONSET_ISI_RATIO", "WIDE_GAP", "current_grid", "lowest_tail"]
+__all__ = [
+    "auto_currents",
+    "onset_currents",
+    "ONSET_ISI_RATIO",
+    "WIDE_GAP",
+    "current_grid",
+    "lowest_tail",
+    "check_currents",
+    "check_positive",
+    "check_count",
+]
 
 #: A first inter-spike interval this many times the later ones marks a current at the onset.
 ONSET_ISI_RATIO = 1.3
 #: A gap above ``I_clean`` wider than this fraction of the top current gets a training current at
 #: its middle (the F-I curve is steepest just above the onset).
 WIDE_GAP = 1 / 8
+
+
+def check_currents(fn: str, name: str, values) -> tuple[float, ...]:
+    """Boundary check of a list of currents (uA/cm^2): non-empty, 1-D, finite.
+
+    Returns:
+        the currents as a tuple of floats.
+
+    Raises:
+        ValueError: naming ``fn``, the argument and the first bad entry.
+    """
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{fn}: {name} must be a list of currents (uA/cm^2), got {values!r}") from err
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{fn}: {name} must be a non-empty 1-D list of currents (uA/cm^2), got {values!r}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{fn}: {name}[{int(bad[0])}] must be a finite current (uA/cm^2), got {arr[bad[0]]}")
+    return tuple(float(x) for x in arr)
+
+
+def check_positive(fn: str, name: str, value) -> float:
+    """Boundary check of a span or a spacing: a finite number > 0 (a ValueError naming it)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{fn}: {name} must be a number > 0, got {value!r}") from err
+    if not (math.isfinite(x) and x > 0):
+        raise ValueError(f"{fn}: {name} must be > 0 and finite, got {value!r}")
+    return x
+
+
+def check_count(fn: str, name: str, value, low: int) -> int:
+    """Boundary check of a number of samples: an integer >= ``low`` (a ValueError naming it)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{fn}: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
 
 
 def current_grid(top: float, step: float) -> np.ndarray:
@@ -117,12 +166,17 @@ def auto_currents(
         the currents, sorted, uA/cm^2.
 
     Raises:
-        ValueError: ``top`` or ``step`` is not positive and finite, or ``step > top``.
+        ValueError: ``top``, ``step``, ``t_hh_ms`` or ``ratio`` is not positive and finite,
+            ``step > top``, or ``n_save < 2``.
+        SolveFailedError: (a ``ValueError``) HH's solve failed at a grid current (named).
     """
     if not (math.isfinite(top) and top > 0):
         raise ValueError(f"auto_currents: expected top > 0 (uA/cm^2), got {top!r}")
     if not (math.isfinite(step) and 0 < step <= top):
         raise ValueError(f"auto_currents: expected 0 < step <= top = {top:g}, got {step!r}")
+    check_positive("auto_currents", "t_hh_ms", t_hh_ms)
+    check_positive("auto_currents", "ratio", ratio)
+    check_count("auto_currents", "n_save", n_save, 2)
     grid = current_grid(top, step)
     times, counts = hh_spikes(target, grid, t_hh_ms, n_save)
     skeleton = [top * k / 4 for k in range(5)]

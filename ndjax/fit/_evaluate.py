@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._currents import current_grid, lowest_tail
+from ._currents import check_count, check_currents, check_positive, current_grid, lowest_tail
 from ._objectives import compare_spikes, spike_rate
 from ._simulate_pair import chip_spikes_from_rest, hh_spikes_from_rest
 from ._target import Target
@@ -36,11 +36,18 @@ def evaluate_words(
         n_save: voltage samples per trace (spike times are read between them).
         return_traces: also return the traces.
 
+    Raises:
+        ValueError: ``currents_ua`` empty or not finite, ``t_hh_ms`` not > 0, ``n_save < 2``.
+        SolveFailedError: (a ``ValueError``) HH's solve failed at a current (named).
+
     Returns:
         list of C :class:`CurrentMetrics`; with ``return_traces``, ``(metrics, (ts_ms, v_hh,
         v_chip))`` with ``ts_ms`` (n_save,) ms of HH time and the voltages (C, n_save) in HH
         volts (rest at 0).
     """
+    currents_ua = check_currents("evaluate_words", "currents_ua", currents_ua)
+    check_positive("evaluate_words", "t_hh_ms", t_hh_ms)
+    check_count("evaluate_words", "n_save", n_save, 2)
     ts_ms, v_hh, hh_ms = hh_spikes_from_rest(target, currents_ua, t_hh_ms, n_save)
     _, v_c, chip_ms = chip_spikes_from_rest(target, words, currents_ua, t_hh_ms, n_save)
     metrics = compare_spikes(hh_ms, chip_ms, currents_ua)
@@ -92,9 +99,9 @@ def fi_curves(
     refine: float = 0.05, t_hh_ms: float = 100.0, n_save: int = 4000,
 ) -> dict[str, FICurve]:  # fmt: skip
     """:func:`fi_curve` of each word set (name -> words), the HH target simulated once."""
-    for name, val in (("top", top), ("step", step), ("refine", refine)):
-        if not (math.isfinite(val) and val > 0):
-            raise ValueError(f"fi_curve: {name} must be > 0, got {val!r}")
+    for name, val in (("top", top), ("step", step), ("refine", refine), ("t_hh_ms", t_hh_ms)):
+        check_positive("fi_curve", name, val)
+    check_count("fi_curve", "n_save", n_save, 2)
     if step > top or refine > step:
         raise ValueError(f"fi_curve: expected refine <= step <= top, got {refine!r}, {step!r}, {top!r}")
     grid = current_grid(top, step)

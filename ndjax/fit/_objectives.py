@@ -23,7 +23,7 @@ import numpy as np
 
 from .._analysis import behaves, crossing_times, firing_rate, train_rate
 from ..models._neurodyn import NDChip, NDWords
-from ._currents import onset_currents
+from ._currents import check_count, check_currents, check_positive, onset_currents
 from ._simulate_pair import MAX_SPIKES, SEARCH_ATOL, SEARCH_RTOL, chip_voltages, hh_crossings
 from ._target import Target
 from ._wordspace import quantize_words, unflatten_words
@@ -169,7 +169,15 @@ def prepare_problem(
 
     Returns:
         the :class:`FitProblem`.
+
+    Raises:
+        ValueError: ``currents_ua`` empty or not finite, ``t_hh_ms`` not > 0, ``n_save < 2``.
+        SolveFailedError: (a ``ValueError``) HH's solve failed at a training current (named):
+            a fit would run on NaN scores.
     """
+    currents_ua = check_currents("prepare_problem", "currents_ua", currents_ua)
+    check_positive("prepare_problem", "t_hh_ms", t_hh_ms)
+    check_count("prepare_problem", "n_save", n_save, 2)
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
     ts = np.linspace(0.0, t_hh_ms * 1e-3 / target.scl_t, n_save)
     th, nh, vh = hh_crossings(target, currents_ua, ts, voltages=True)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._analysis import crossing_times, spike_times
+from .._checks import require_solved, status_code
 from .._simulate import HH, NEURODYN, default_controller, simulate
 from .._stimulus import Constant
 from ..models._hh import HHParams
@@ -86,15 +87,22 @@ def hh_voltages(params: HHParams, i0, ts):
         ts: (T,) save times, s.
 
     Returns:
-        ``(v, ok)``: (C, T) voltages (V, rest at 0) and (C,) solve status.
+        ``(v, status)``: (C, T) voltages (V, rest at 0) and (C,) :class:`ndjax.Status` codes of the
+        solves (:func:`ndjax._checks.require_solved` turns a failure into an error naming the current).
     """
 
     def one(i):
         tr = simulate(HH, params, Constant(i), jnp.zeros(4), saveat=dfx.SaveAt(ts=ts, fn=save_voltage),
                       stepsize_controller=default_controller(1e-8, 1e-11), max_steps=50_000)  # fmt: skip
-        return tr.ys, tr.ok
+        return tr.ys, status_code(tr.ok, tr.max_steps_reached, jnp)
 
     return jax.vmap(one)(i0)
+
+
+def _hh_solved(target: Target, currents_ua, status) -> None:
+    """Every HH reference solve succeeded, else :class:`ndjax._checks.SolveFailedError` naming the
+    current (nothing a chip is judged or trained against may come from a failed solve)."""
+    require_solved(status, currents_ua, "the HH target", "uA/cm^2")
 
 
 def as_words(words) -> NDWords:
@@ -117,7 +125,9 @@ def hh_spikes_from_rest(target: Target, currents_ua, t_hh_ms: float, n_save: int
     HH time, ``v`` (C, T) HH volts and ``times`` a list of C arrays of spike times (ms)."""
     ts, ts_ms = eval_axis(target, t_hh_ms, n_save)
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
-    v_hh = np.asarray(hh_voltages(target.hh_params(), jnp.asarray(i0), ts)[0])
+    v, status = hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
+    _hh_solved(target, currents_ua, status)
+    v_hh = np.asarray(v)
     return ts_ms, v_hh, [spike_times(ts_ms, v, target.threshold, target.hysteresis) for v in v_hh]
 
 
@@ -142,7 +152,8 @@ def hh_crossings(target: Target, currents_ua, ts, *, voltages: bool = False):
     (T,) s: spike times ``(C, MAX_SPIKES)`` s (rows padded with ``ts[-1]``) and counts ``(C,)``,
     and the voltages ``(C, T)`` (V) if ``voltages``; NumPy arrays."""
     i0 = np.asarray(currents_ua, dtype=float) * 1e-6
-    v_hh, _ = hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
+    v_hh, status = hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
+    _hh_solved(target, currents_ua, status)
     th, nh = jax.vmap(lambda v: crossing_times(ts, v, target.threshold, target.hysteresis, MAX_SPIKES))(v_hh)
     out = np.asarray(th), np.asarray(nh)
     return (*out, np.asarray(v_hh)) if voltages else out

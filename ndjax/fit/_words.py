@@ -27,7 +27,7 @@ from .._settings import check_settings
 from ..models._neurodyn import NDWords
 from ._calibrate import calibrate
 from ._checkpoint import Checkpoint, fingerprint
-from ._currents import auto_currents
+from ._currents import auto_currents, check_currents, check_positive
 from ._gradient import gradient
 from ._objectives import FitProblem, prepare_problem
 from ._polish import polish
@@ -102,9 +102,14 @@ def fit_words(
         with the lowest final training score.
 
     Raises:
-        ValueError: invalid settings, ``currents_ua`` a string other than ``"auto"``, or a
-            checkpoint file of another fit.
+        ValueError: invalid settings, ``currents_ua`` a string other than ``"auto"`` or a list that
+            is empty or has a non-finite entry, ``t_hh_ms`` not finite and > 0, or a checkpoint
+            file of another fit.
+        SolveFailedError: (a ``ValueError``) HH's solve failed at a training current (named).
     """
+    if not isinstance(currents_ua, str):
+        check_currents("fit_words", "currents_ua", currents_ua)
+    check_positive("fit_words", "t_hh_ms", t_hh_ms)
     settings = FitSettings() if settings is None else settings
     bad = check_settings(settings)
     if bad:

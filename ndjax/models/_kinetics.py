@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from .._math import logistic
@@ -24,6 +25,8 @@ __all__ = [
     "sigmoid_basis",
     "sigmoid_sum",
     "ladder_centres",
+    "check_gates",
+    "check_neuron_state",
 ]
 
 
@@ -85,3 +88,45 @@ def sigmoid_sum(
     """
     v = jnp.asarray(v)
     return (sigmoid_basis(v.ravel(), centres, sign, kappa, v_t) @ jnp.asarray(weights)).reshape(v.shape)
+
+
+#: The gates of a neuron's state, in SPEC order.
+GATE_NAMES = ("m", "h", "n")
+
+
+def check_gates(name: str, x) -> None:
+    """Host-side (NumPy): gates ``[m, h, n]`` (shape (..., 3)) must be open fractions, in [0, 1].
+
+    A gate outside [0, 1] is no state of the membrane (``m^3 h`` can turn a sodium current
+    negative), so the initial state of a solve is checked before it runs.
+
+    Raises:
+        ValueError: naming the first entry outside [0, 1], e.g. ``y0[2] (gate h) must lie in [0, 1]``
+            (indices counted in ``x`` itself; :func:`check_neuron_state` counts from ``V``).
+    """
+    _check_gate_block(name, np.asarray(x, dtype=float), offset=0)
+
+
+def check_neuron_state(name: str, y) -> None:
+    """Host-side (NumPy): one neuron's state ``[V, m, h, n]`` (shape (..., 4)) has its gates in
+    [0, 1] (``V`` is free). The state check of :data:`ndjax.HH` and :data:`ndjax.NEURODYN`.
+
+    Raises:
+        ValueError: naming the entry, e.g. ``y0[1] (gate m) must lie in [0, 1], got 1.5``.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.shape[-1:] != (4,):
+        raise ValueError(f"{name} must end in the 4 entries [V, m, h, n], got shape {y.shape}")
+    _check_gate_block(name, y[..., 1:], offset=1)
+
+
+def _check_gate_block(name: str, x: np.ndarray, offset: int) -> None:
+    bad = np.argwhere(~((x >= 0.0) & (x <= 1.0)))  # NaN is outside too
+    if bad.size:
+        idx = tuple(int(i) for i in bad[0])
+        entry = (*idx[:-1], idx[-1] + offset)
+        where = "".join(f"[{i}]" for i in entry)
+        raise ValueError(
+            f"{name}{where} (gate {GATE_NAMES[idx[-1]]}) must lie in [0, 1] (an open fraction), "
+            f"got {float(x[idx]):g}"
+        )

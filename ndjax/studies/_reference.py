@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._analysis import firing_rate, first_last_crossings, spike_mask
-from .._checks import Status
+from .._checks import require_solved
 from ..models._neurodyn import nominal_mismatch
 from ._kernel import broadcast_words, responses_grid
 from ._study import Responses, Study
@@ -19,9 +19,15 @@ def nominal_reference(study: Study) -> Responses:
 
     Returns:
         :class:`Responses` of (C,) arrays.
+
+    Raises:
+        SolveFailedError: (a ``ValueError``) the nominal chip's solve failed at a current (named,
+            in nA, with the reason): a study judged against it would mean nothing.
     """
     r = responses_grid(study, broadcast_words(study.words, 1), broadcast_words(nominal_mismatch(), 1))
-    return Responses(*(x[0, 0] for x in r))
+    out = Responses(*(x[0, 0] for x in r))
+    require_solved(out.status, np.asarray(study.currents) * 1e9, "the nominal chip", "nA")
+    return out
 
 
 def hh_reference(study: Study, target) -> Responses:
@@ -37,12 +43,17 @@ def hh_reference(study: Study, target) -> Responses:
 
     Returns:
         :class:`Responses` of (C,) arrays: counts, rates (Hz of chip time), statuses; no steps.
+
+    Raises:
+        SolveFailedError: (a ``ValueError``) HH's solve failed at a current (named, in uA/cm^2,
+            with the reason).
     """
     from ..fit._simulate_pair import hh_voltages as _hh_voltages
 
     i0 = np.asarray(study.currents) / target.chip_current(1.0)  # back to A/cm^2
     ts = jnp.asarray(study.ts)
-    v, ok = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
+    v, status = _hh_voltages(target.hh_params(), jnp.asarray(i0), ts)
+    require_solved(status, i0 * 1e6, "the HH target", "uA/cm^2")
     thr, hyst = study.threshold - target.v_shift, study.hysteresis
     counts, rates = [], []
     for vv in np.asarray(v):
@@ -51,5 +62,4 @@ def hh_reference(study: Study, target) -> Responses:
         t0, t1 = first_last_crossings(ts, jnp.asarray(vv), mask, thr)
         counts.append(n)
         rates.append(float(firing_rate(n, t0, t1)))
-    status = np.where(np.asarray(ok), int(Status.OK), int(Status.NOT_FINITE))
-    return Responses(np.asarray(counts), np.asarray(rates), status)
+    return Responses(np.asarray(counts), np.asarray(rates), np.asarray(status))

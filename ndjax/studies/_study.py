@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..models._kinetics import check_neuron_state
 from ..models._neurodyn import (
     EXPONENT_SIGMA,
     Mismatch,
@@ -95,6 +96,7 @@ class Study:
         y0 = np.asarray(self.y0, dtype=float)
         if y0.shape != (4,) or not np.all(np.isfinite(y0)):
             raise ValueError(f"y0 must be 4 finite values [V, m, h, n], got {self.y0!r}")
+        check_neuron_state("y0", y0)  # the gates in [0, 1]
         for name in ("threshold", "hysteresis", "rate_tol", "rtol", "atol"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):

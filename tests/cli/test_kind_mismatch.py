@@ -129,7 +129,7 @@ def test_runner_writes_results_and_resumes(tmp_path):
             "compensation.robust_serch",
             "(it moved to compensation.robust.search)",
         ),
-        ("[currents]\nvalues = []", "currents.values", "at least 1 current"),
+        ("[currents]\nvalues = []", "currents.values", "at least 1 value(s), got an empty array"),
         ("[currents]\nvalues = [1.0, 1.0]", "currents.values[1]", "duplicate"),
         ("[currents]\nunit = 'pA'", "currents.unit", "expected one of"),
         ("[compensation.robust]\nsearch = 'cma'", "compensation.robust.search", "expected one of"),
@@ -152,22 +152,25 @@ def test_target_reference_needs_a_words_file(tmp_path):
 
 
 def test_runner_reports_failed_chips_with_the_reason(tmp_path):
+    """A step budget of 215: the nominal chip (the reference) solves, chips 0 and 1 (200 and 197
+    accepted steps when allowed more) do not and are listed (a budget that fails the reference is
+    refused: tests/test_faults_physics.py)."""
     config = tmp_path / "mm.toml"
     config.write_text(
         'kind = "mismatch"\n[currents]\nvalues = [0.5]\nspan_ms = 5.0\nn_save = 101\n'
         "[spikes]\nthreshold = 0.82\nhysteresis = 0.05\n[study]\nn_chips = 3\nchunk = 3\n"
         "[compensation.offset]\nenabled = false\n[compensation.rebalance]\nenabled = false\n"
         "[compensation.retune]\nenabled = false\n[compensation.robust]\nenabled = false\n"
-        "[solver]\nmax_steps = 20\n[report]\nexample_chips = 0\n"
+        "[solver]\nmax_steps = 215\n[report]\nexample_chips = 0\n"
     )
     status, stdout, stderr = run_main(["run", config, "--out", tmp_path / "out"])
     assert status == 0, stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     s0 = metrics["sigmas"][0]
-    assert [f["chip"] for f in s0["failed_solves"]] == [0, 1, 2]
+    assert [f["chip"] for f in s0["failed_solves"]] == [0, 1]
     assert all(f["reasons"] == ["step limit reached"] for f in s0["failed_solves"])
-    assert s0["behaving_uncompensated"] == 0.0
-    assert "3 failed solves" in stdout
+    assert s0["behaving_uncompensated"] <= 1 / 3
+    assert "2 failed solves" in stdout
 
 
 def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):

@@ -8,7 +8,9 @@ settings, read back by :func:`ndjax._words_io.load_words`), ``metrics.json``, ``
 ``traces.png``, ``fi_curve.png`` and ``loss.png``. The fit keeps each attempt's calibration and
 each finished attempt in ``checkpoint/`` as they end (:mod:`ndjax.fit._checkpoint`): the same
 config run again into the folder of an interrupted run resumes after them, and ends on the same
-words.
+words. ``prepare`` solves the HH target at every training and evaluation current first: a
+current where that solve fails is a :class:`ConfigError` on ``currents.fit[i]`` or
+``currents.evaluate[i]`` (exit 2, no folder).
 
 Every call into the fitter (``ndjax.fit``) is in this module.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import fit as fitting
+from ..._checks import SolveFailedError
 from ...fit._settings import FitSettings
 from ...models._neurodyn import nd_biases
 from .._common import COMMON, duplicates, param_default, same_current, say
@@ -75,8 +78,6 @@ def _check_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
                 f" of the automatic training currents), got {evaluate!r}",
             )
         return
-    if not fit:
-        yield "fit", "expected at least 1 training current, got an empty array"
     yield from duplicates("fit", fit)
     yield from duplicates("evaluate", evaluate)
     held_out = [x for x in evaluate if not any(same_current(x, f) for f in fit)]
@@ -106,8 +107,6 @@ def _check_report(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
     if evaluate is None:  # invalid, already reported
         return
     traces = values["trace_currents"]
-    if not traces:
-        yield "trace_currents", "expected at least 1 current, got an empty array"
     for i, x in enumerate(traces):
         if not any(same_current(x, e) for e in evaluate):
             yield f"trace_currents[{i}]", f"expected one of currents.evaluate, got {x!r}"
@@ -334,9 +333,33 @@ def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
         raise ConfigError([("target", f"the classical fit (make_target) failed: {err}")]) from err
     with warnings.catch_warnings(record=True) as caught_currents:
         warnings.simplefilter("always")
-        fit_currents = resolve_fit_currents(cfg, pairs[0][0])
+        try:
+            fit_currents = resolve_fit_currents(cfg, pairs[0][0])
+        except SolveFailedError as err:  # the F-I curve that picks them
+            raise ConfigError([("currents.fit", f"'auto' needs the HH F-I curve up to the largest "
+                                f"currents.evaluate: {err}")]) from err  # fmt: skip
+    _check_hh_solves(cfg, pairs[0][0], fit_currents)
     notes = [str(w.message) for w in [*caught, *caught_currents]]
     return functools.partial(run, cfg, pairs, notes, fit_currents)
+
+
+def _check_hh_solves(cfg: dict, target: Any, fit_currents: list[float]) -> None:
+    """The HH target solves at every training and evaluation current (a fit on a failed reference
+    would train on NaN scores); a :class:`ConfigError` on ``currents.fit[i]`` or
+    ``currents.evaluate[i]`` otherwise. The save times do not change an adaptive solve, so two
+    suffice."""
+    from ...fit._simulate_pair import hh_spikes_from_rest
+
+    evaluate = list(cfg["currents"]["evaluate"])
+    try:
+        hh_spikes_from_rest(target, [*fit_currents, *evaluate], cfg["span_ms"], 2)
+    except SolveFailedError as err:
+        n = len(fit_currents)
+        if err.index >= n:
+            key = f"currents.evaluate[{err.index - n}]"
+        else:
+            key = "currents.fit" if cfg["currents"]["fit"] == "auto" else f"currents.fit[{err.index}]"
+        raise ConfigError([(key, str(err))]) from err
 
 
 def resolve_fit_currents(cfg: dict, target: Any) -> list[float]:

@@ -8,6 +8,9 @@ defaults from :class:`ndjax.studies.Study`. Writes ``metrics.json``, ``results.n
 ``rates_sigma*.png``, ``restored_vs_sigma.png`` (with several sigmas) and ``traces.png``; saved
 chunks (``chunks/sigma_*/``, each recorded in the run folder's manifest as it is saved) let an
 interrupted run resume onto the same inputs (the config and the contents of ``chip.words``).
+The references (the nominal chip, and the HH target with ``study.reference = "target"``) are
+computed once in ``prepare``: one that fails to solve at a current is a :class:`ConfigError` on
+``currents.values[i]`` (exit 2, no folder).
 
 Every call into the study code (``ndjax.studies``) is in this module.
 """
@@ -22,7 +25,7 @@ from typing import Any
 import jax
 
 from ... import studies as _studies
-from ..._checks import Status
+from ..._checks import SolveFailedError, Status
 from ...fit._wordspace import unflatten_words
 from ...studies._settings import CompensationSettings, RebalanceSettings
 from .._common import COMMON, EXTRA_MISMATCH_KEYS, duplicates, param_default, root_seed, say
@@ -51,8 +54,6 @@ def _study(name: str) -> Any:
 
 
 def _check_mismatch_currents(values: dict, scope: Scope) -> Iterable[tuple[str, str]]:
-    if not values["values"]:
-        yield "values", "expected at least 1 current, got an empty array"
     yield from duplicates("values", values["values"])
 
 
@@ -368,7 +369,21 @@ def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
     labels = [f"{v:g} {unit}" for v in values]
     amps_per_unit = 1e-9 if unit == "nA" else float(target.chip_current(1e-6))
     ref_target = target if reference == "target" else None
-    return functools.partial(run, cfg, studies, ref_target, labels, amps_per_unit)
+    refs = _references(studies[0], ref_target)
+    return functools.partial(run, cfg, studies, ref_target, labels, amps_per_unit, refs=refs)
+
+
+def _references(study: Any, target: Any) -> tuple[Any, Any]:
+    """``(reference, nominal chip)`` responses at the currents, computed once (they do not depend on
+    sigma); a failed solve of either is a :class:`ConfigError` on ``currents.values[i]``."""
+    try:
+        ref = _studies.hh_reference(study, target) if target is not None else None
+        nominal = _studies.nominal_reference(study)
+    except SolveFailedError as err:
+        raise ConfigError(
+            [(f"currents.values[{err.index}]", f"{err} (no reference to judge chips against)")]
+        ) from err
+    return (nominal if ref is None else ref), nominal
 
 
 def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tuple[float, float]:
@@ -445,12 +460,13 @@ def _stats(x, what: str) -> dict:
     }
 
 
-def _one_sigma(cfg: dict, i: int, study: Any, target: Any, scale: float, mesh: Any, run_dir: RunDir) -> tuple:
-    """One study: its reference, the run (chunked, resumable), its summary record."""
+def _one_sigma(cfg: dict, i: int, study: Any, target: Any, scale: float, mesh: Any, run_dir: RunDir,
+               refs: tuple) -> tuple:  # fmt: skip
+    """One study: the run (chunked, resumable) against the references of ``prepare``, its summary
+    record."""
     import numpy as np
 
-    ref = _studies.hh_reference(study, target) if target is not None else _studies.nominal_reference(study)
-    nominal = _studies.nominal_reference(study)
+    ref, nominal = refs
     say(
         f"sigma = {study.sigma:g}: reference ({'HH target' if target is not None else 'nominal chip'}) "
         f"counts {ref.count.tolist()}, rates {np.round(ref.rate, 1).tolist()} Hz (chip time)"
@@ -483,8 +499,9 @@ def _one_sigma(cfg: dict, i: int, study: Any, target: Any, scale: float, mesh: A
 
 
 def run(
-    cfg: dict, studies: list, target: Any, labels: list[str], amps_per_unit: float, run_dir: RunDir
-) -> bool:
+    cfg: dict, studies: list, target: Any, labels: list[str], amps_per_unit: float, run_dir: RunDir,
+    *, refs: tuple,
+) -> bool:  # fmt: skip
     """Run each study, write metrics.json, results.npz and the figures."""
     import numpy as np
 
@@ -501,7 +518,7 @@ def run(
     per_sigma, fractions = [], {k: [] for k in ["uncompensated", *methods]}
     arrays: dict[str, Any] = {}
     for i, study in enumerate(studies):
-        ref, res, record = _one_sigma(cfg, i, study, target, scale, mesh, run_dir)
+        ref, res, record = _one_sigma(cfg, i, study, target, scale, mesh, run_dir, refs)
         summary = _mismatch_summary(res, methods, unit_scale)
         per_sigma.append({**record, **summary})
         fractions["uncompensated"].append(summary["behaving_uncompensated"])

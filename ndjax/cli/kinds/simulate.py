@@ -114,11 +114,13 @@ def _failure_reason(trace, max_steps: int) -> str | None:
     import numpy as np
 
     from ..._checks import Status, status_code
+    from ..._simulate import failure_window
 
     status = Status(int(status_code(np.asarray(trace.ok), np.asarray(trace.max_steps_reached))))
     if status is Status.OK:
         return None
-    return status.message(max_steps).replace("Raise max_steps", "Raise solver.max_steps")
+    message = status.message(max_steps, when=failure_window(trace.ts))
+    return message.replace("Raise max_steps", "Raise solver.max_steps")
 
 
 def input_files(cfg: dict, source: Path | None = None) -> dict[str, Path]:
