@@ -22,6 +22,7 @@ class Status(enum.IntEnum):
     OK = 0
     MAX_STEPS = 1
     NOT_FINITE = 2
+    UNPHYSICAL = 3  # a mismatched chip with a factor <= 0: not simulated as data
 
     @property
     def text(self) -> str:
@@ -44,10 +45,21 @@ class Status(enum.IntEnum):
                 "finite step exists. Check the parameters and inputs (a blow-up usually means an "
                 "unphysical parameter)."
             )
+        if self is Status.UNPHYSICAL:
+            return (
+                "a mismatch factor is <= 0 (a negative conductance, reversal offset, sigmoid weight or "
+                "gate power): the chip has no physical meaning, so it is not judged. Such chips are "
+                "drawn when sigma is large (1 + sigma N(0, 1) factors); lower sigma."
+            )
         return "ok"
 
 
-_TEXT = {Status.OK: "ok", Status.MAX_STEPS: "step limit reached", Status.NOT_FINITE: "non-finite values"}
+_TEXT = {
+    Status.OK: "ok",
+    Status.MAX_STEPS: "step limit reached",
+    Status.NOT_FINITE: "non-finite values",
+    Status.UNPHYSICAL: "unphysical mismatch (a factor <= 0)",
+}
 
 
 def status_code(ok, max_steps_reached, xp=np):

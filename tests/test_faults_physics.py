@@ -204,3 +204,54 @@ def test_an_empty_list_is_refused_by_the_schema():
         with pytest.raises(ConfigError) as info:
             parse_config(text)
         assert (key, "expected at least 1 value(s), got an empty array") in info.value.errors
+
+
+# ---- mismatch that makes a factor <= 0 -----------------------------------------------------------
+
+
+def test_unphysical_chips_are_as_frequent_as_the_normal_tails_say():
+    """physical_mismatch on 20,000 drawn chips against the analytic fraction (48 factors
+    1 + sigma N(0, 1) and 3 powers): within 4 binomial standard errors at each sigma."""
+    from ndjax.models import physical_mismatch, unphysical_fraction
+
+    n = 20_000
+    for sigma in (0.15, 0.3, 0.5):
+        mm = jax.vmap(lambda i, s=sigma: nd.sample_mismatch(jax.random.fold_in(jax.random.key(7), i), s))(
+            jnp.arange(n)
+        )
+        seen = float(np.mean(~np.asarray(physical_mismatch(jax.tree.map(np.asarray, mm)))))
+        expected = unphysical_fraction(sigma)
+        assert abs(seen - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1e-12, (sigma, seen)
+    assert unphysical_fraction(0.15) < 1e-8 and 0.6 < unphysical_fraction(0.5) < 0.7  # most chips at 0.5
+    assert unphysical_fraction(0.15, kappa_sigma=0.5) > unphysical_fraction(0.15)
+
+
+# ---- sizes that would exhaust memory -------------------------------------------------------------
+
+
+def test_sizes_beyond_the_memory_are_refused_with_the_estimate(monkeypatch):
+    from ndjax import _memory
+    from ndjax._memory import BYTES_PER_SAMPLE, format_bytes, memory_problem
+    from ndjax.cli._main import validate_config
+    from ndjax.cli._schema import ConfigError
+    from ndjax.cli.kinds import fit, mismatch, simulate
+
+    assert memory_problem(10, 100, "x", "k", available=10 * 100 * BYTES_PER_SAMPLE) is None
+    message = memory_problem(512, 1_000_000, "512 jobs", "solver.block", available=10**9)
+    assert "about 16.4 GB" in message and "1 GB available" in message and "lower solver.block" in message
+    assert format_bytes(1.5e12) == "1.5 TB"
+    cases = [
+        (mismatch, {"kind": "mismatch", "currents": {"n_save": 1_000_000}, "solver": {"block": 1_000_000}},
+         "solver.block"),
+        (fit, {"kind": "fit", "optimizer": {"n_save": 10_000_000, "calibrate": {"population": 1000}}},
+         "optimizer"),
+        (simulate, {"kind": "simulate", "solver": {"n_save": 10_000_000},
+                    "models": [{"type": "hh", "t1": 100.0}]}, "solver.n_save"),
+    ]  # fmt: skip
+    assert _memory.available_bytes() > 0  # this machine's, read from the OS
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 10**9)  # a 1 GB machine, whatever this one is
+    for module, raw, key in cases:
+        with pytest.raises(ConfigError) as info:
+            module.prepare(validate_config(raw))  # refused before anything is solved
+        (path, msg), *_ = info.value.errors
+        assert path == key and "save points would hold about" in msg and "available" in msg, msg

@@ -40,10 +40,12 @@ from ._neurodyn import nd_currents as nd_currents
 from ._neurodyn import nd_rates as nd_rates
 from ._neurodyn import nd_vector_field as nd_vector_field
 from ._neurodyn import nominal_mismatch as nominal_mismatch
+from ._neurodyn import physical_mismatch as physical_mismatch
 from ._neurodyn import physical_to_words as physical_to_words
 from ._neurodyn import quantize_ste as quantize_ste
 from ._neurodyn import sample_mismatch as sample_mismatch
 from ._neurodyn import sigmoid_centres as sigmoid_centres
+from ._neurodyn import unphysical_fraction as unphysical_fraction
 from ._neurodyn import word_units as word_units
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -19,10 +19,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._analysis import count_and_rate
-from .._checks import status_code
+from .._checks import Status, status_code
 from .._simulate import NEURODYN, default_controller, simulate
 from .._stimulus import Constant
-from ..models._neurodyn import Mismatch, NDBiases, NDChip, NDWords, chip_params, nd_constants
+from ..models._neurodyn import (
+    Mismatch,
+    NDBiases,
+    NDChip,
+    NDWords,
+    chip_params,
+    nd_constants,
+    physical_mismatch,
+)
 from ._study import Responses, Study
 
 __all__ = [
@@ -217,9 +225,21 @@ def run_jobs(
         shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chips"))
     fx = fixed(study)
     if study.segments > 1:
-        return _run_segmented(study, fx, words, mismatch, i_app, block, shard)
-    kernel = functools.partial(_respond_with, fx)
-    return Responses(*_blocked(kernel, (words, mismatch, i_app), np.arange(n), block, shard))
+        r = _run_segmented(study, fx, words, mismatch, i_app, block, shard)
+    else:
+        kernel = functools.partial(_respond_with, fx)
+        r = Responses(*_blocked(kernel, (words, mismatch, i_app), np.arange(n), block, shard))
+    return _judge_physics(r, mismatch)
+
+
+def _judge_physics(r: Responses, mismatch: Mismatch) -> Responses:
+    """Jobs whose mismatch has a factor <= 0 (:func:`ndjax.models.physical_mismatch`) are not data:
+    ``Status.UNPHYSICAL``, count -1 and rate NaN, whatever their solve gave."""
+    bad = ~np.asarray(physical_mismatch(jax.tree.map(np.asarray, mismatch)))
+    if not bad.any():
+        return r
+    return Responses(np.where(bad, -1, r.count), np.where(bad, np.nan, r.rate),
+                     np.where(bad, int(Status.UNPHYSICAL), r.status), r.steps)  # fmt: skip
 
 
 def _respond_with(fx: Fixed, w, mm, cur):

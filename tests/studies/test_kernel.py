@@ -136,3 +136,20 @@ def test_cost_sorted_map_returns_input_order():
 
 def _add(x):
     return x[0] + x[1]
+
+
+def test_a_chip_with_a_factor_below_zero_is_flagged_not_judged():
+    """At sigma 0.5 most chips draw a factor <= 0: they come back Status.UNPHYSICAL with count -1
+    and rate NaN, the others as their solve gave (the STUDY's shapes: compiled once)."""
+    from ndjax.models import physical_mismatch
+
+    wide = dataclasses.replace(STUDY, sigma=0.5)
+    mm = S.chip_mismatch(wide, np.array([1, 2]))
+    physical = np.asarray(physical_mismatch(jax.tree.map(np.asarray, mm)))
+    assert physical.tolist() == [False, True]  # seed 3: chip 1 unphysical, chip 2 not
+    r = S.chip_responses(wide, S.broadcast_words(STUDY.words, 2), mm)
+    assert (
+        np.all(r.status[0] == Status.UNPHYSICAL) and np.all(r.count[0] == -1) and np.all(np.isnan(r.rate[0]))
+    )
+    assert np.all(r.status[1] != Status.UNPHYSICAL)
+    assert not S.behaves(r.count, r.rate, [2, 5], [549.3, 1043.5], 1, 0.05)[0]

@@ -338,9 +338,32 @@ def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
         except SolveFailedError as err:  # the F-I curve that picks them
             raise ConfigError([("currents.fit", f"'auto' needs the HH F-I curve up to the largest "
                                 f"currents.evaluate: {err}")]) from err  # fmt: skip
+    _check_memory(cfg, len(fit_currents))
     _check_hh_solves(cfg, pairs[0][0], fit_currents)
     notes = [str(w.message) for w in [*caught, *caught_currents]]
     return functools.partial(run, cfg, pairs, notes, fit_currents)
+
+
+def _check_memory(cfg: dict, n_fit: int) -> None:
+    """The largest batches of the run fit in memory (:mod:`ndjax._memory`): the calibration scores
+    ``population x restarts`` chips at every training current at once, the report solves every
+    evaluation current at once; a :class:`ConfigError` naming the keys to lower otherwise."""
+    from ..._memory import memory_problem
+
+    opt, cal = cfg["optimizer"], cfg["optimizer"]["calibrate"]
+    jobs = cal["population"] * cal["restarts"] * n_fit
+    problems = [
+        ("optimizer", memory_problem(
+            jobs, opt["n_save"], f"{jobs:,} chip solves per calibration step ({cal['population']} x "
+            f"{cal['restarts']} chips at {n_fit} currents)",
+            "optimizer.calibrate.population, optimizer.calibrate.restarts or optimizer.n_save")),
+        ("report.n_save", memory_problem(
+            2 * len(cfg["currents"]["evaluate"]), cfg["report"]["n_save"],
+            "the report's HH and chip solves at every evaluation current", "report.n_save")),
+    ]  # fmt: skip
+    errors = [(key, message) for key, message in problems if message]
+    if errors:
+        raise ConfigError(errors)
 
 
 def _check_hh_solves(cfg: dict, target: Any, fit_currents: list[float]) -> None:

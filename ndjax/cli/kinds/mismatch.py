@@ -27,6 +27,7 @@ import jax
 from ... import studies as _studies
 from ..._checks import SolveFailedError, Status
 from ...fit._wordspace import unflatten_words
+from ...models._neurodyn import unphysical_fraction
 from ...studies._settings import CompensationSettings, RebalanceSettings
 from .._common import COMMON, EXTRA_MISMATCH_KEYS, duplicates, param_default, root_seed, say
 from .._rundir import RunDir
@@ -42,6 +43,9 @@ __all__ = [
     "COMPENSATION_MOVED",
     "compensation_settings",
 ]
+
+#: Above this expected fraction of unphysical chips (a mismatch factor <= 0) a run says so.
+UNPHYSICAL_NOTE = 1e-3
 
 #: Running a config into a folder that holds an interrupted run of the same config resumes it
 #: (finished chunks are loaded, not recomputed).
@@ -339,6 +343,7 @@ def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
         )
         threshold = hysteresis = None
     ts = np.linspace(0.0, span, cur["n_save"])
+    _check_memory(cfg)
     if threshold is None and "auto" in (spk["threshold"], spk["hysteresis"]):
         threshold, hysteresis = _nominal_spike_levels(words, biases, currents, ts, y0, sol)
     threshold = threshold if spk["threshold"] == "auto" else spk["threshold"]
@@ -384,6 +389,19 @@ def _references(study: Any, target: Any) -> tuple[Any, Any]:
             [(f"currents.values[{err.index}]", f"{err} (no reference to judge chips against)")]
         ) from err
     return (nominal if ref is None else ref), nominal
+
+
+def _check_memory(cfg: dict) -> None:
+    """A kernel call (``solver.block`` jobs, every call padded to it) fits in memory
+    (:mod:`ndjax._memory`); a :class:`ConfigError` naming the keys to lower otherwise. Chunks,
+    compensations and the robust search all go through calls of that size."""
+    from ..._memory import memory_problem
+
+    block = cfg["solver"]["block"]
+    n_save = cfg["currents"]["n_save"]
+    message = memory_problem(block, n_save, f"{block:,} jobs per call", "solver.block or currents.n_save")
+    if message:
+        raise ConfigError([("solver.block", message)])
 
 
 def _nominal_spike_levels(words, biases, currents, ts, y0, solver: dict) -> tuple[float, float]:
@@ -512,6 +530,12 @@ def run(
     mesh = _studies.device_mesh()
     say(f"{jax.device_count()} device(s){'; chips sharded over them' if mesh is not None else ''}")
     say(f"spikes: threshold {studies[0].threshold:.4g} V, hysteresis {studies[0].hysteresis:.3g} V")
+    for study in studies:
+        frac = unphysical_fraction(study.sigma, study.exponent_sigma, study.kappa_sigma)
+        if frac > UNPHYSICAL_NOTE:
+            say(f"note: at sigma {study.sigma:g} an expected {frac:.2%} of chips draw a mismatch factor <= 0 "
+                "(a negative conductance, reversal offset, weight or power): they are reported as failed "
+                f"('{Status.UNPHYSICAL.text}'), not judged")  # fmt: skip
     # offsets are fractions of the largest |current| (of one current unit when every current is 0)
     scale = float(np.max(np.abs(studies[0].currents))) or amps_per_unit
     unit_scale = 1.0 / amps_per_unit  # offsets reported in the currents' unit

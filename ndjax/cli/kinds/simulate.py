@@ -130,6 +130,12 @@ def input_files(cfg: dict, source: Path | None = None) -> dict[str, Path]:
 
 def prepare(cfg: dict, source: Path | None = None) -> Callable[[RunDir], bool]:
     """Build every model (core errors surface here, before any solve)."""
+    from ..._memory import memory_problem
+
+    # each model is solved alone, saving its whole state (4 values for a neuron) at every point
+    message = memory_problem(4, cfg["solver"]["n_save"], "one model's 4 state variables", "solver.n_save")
+    if message:
+        raise ConfigError([("solver.n_save", message)])
     built = []
     for i, m in enumerate(cfg["models"]):
         try:
