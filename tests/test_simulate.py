@@ -30,6 +30,7 @@ def _save_v(t, y, args):
 # ---- stimuli -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_step_and_pulses_against_scipy():
     """Jumps are declared to the controller; the solution matches a tight solve with max_step."""
     ts = np.linspace(0.0, 30.0, 3001)
@@ -70,6 +71,7 @@ def _mismatched_chip(key):
     return dataclasses.replace(nd.nd_chip(), mismatch=nd.sample_mismatch(key, 0.15))
 
 
+@pytest.mark.slow
 def test_vmap_over_64_keys_equals_loop():
     keys = jax.random.split(jax.random.key(42), 64)
 
@@ -89,6 +91,7 @@ def test_vmap_over_64_keys_equals_loop():
     np.testing.assert_array_equal(np.asarray(single(keys[3]).ys), loop[3])
 
 
+@pytest.mark.slow
 def test_vmap_over_params_inputs_and_initial_states():
     # ulp-level differences between batched and single kernels can flip one accept/reject
     # decision of the step controller, which moves the result by about the tolerance: so
@@ -114,6 +117,7 @@ def test_vmap_over_params_inputs_and_initial_states():
 # ---- gradients -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_grad_hh_every_parameter_matches_finite_differences():
     """Every leaf of HHParams gets a finite gradient of a trace loss (jit around grad, as a fit
     step does); the conductances, a reversal and a rate constant against central differences."""
@@ -141,6 +145,7 @@ def test_grad_hh_every_parameter_matches_finite_differences():
     assert float(grads.gates.b_a[2]) == pytest.approx(central_difference(bn, [0.125], 0, 1e-5), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_grad_neurodyn_every_parameter_matches_finite_differences():
     """Every leaf of an NDChip (words, biases, mismatch) gets a finite gradient of a trace loss at
     relaxed (real-valued) words; words of each kind and a bias against central differences."""

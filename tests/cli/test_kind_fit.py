@@ -349,6 +349,7 @@ fi_refine = 1.0
 """
 
 
+@pytest.mark.slow
 def test_tiny_fit_run_writes_loadable_words(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)

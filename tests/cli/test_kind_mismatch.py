@@ -62,6 +62,7 @@ dpi = 40
 """
 
 
+@pytest.mark.slow
 def test_runner_writes_results_and_resumes(tmp_path):
     config = tmp_path / "mm.toml"
     config.write_text(CONFIG)
@@ -151,6 +152,7 @@ def test_target_reference_needs_a_words_file(tmp_path):
     assert status == 2 and "chip.words" in stderr and "missing.json" in stderr
 
 
+@pytest.mark.slow
 def test_runner_reports_failed_chips_with_the_reason(tmp_path):
     """A step budget of 215: the nominal chip (the reference) solves, chips 0 and 1 (200 and 197
     accepted steps when allowed more) do not and are listed (a budget that fails the reference is
@@ -173,6 +175,7 @@ def test_runner_reports_failed_chips_with_the_reason(tmp_path):
     assert "2 failed solves" in stdout
 
 
+@pytest.mark.slow
 def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):
     """A words.json with an HH target: currents in uA/cm^2, the HH model is the reference, and its
     spike counts are those of ndjax.evaluate_words (an independent path to the same HH traces).

@@ -56,6 +56,7 @@ def test_hh_model_api_matches_core():
     assert hh.i_int(0.02, m, h, n) == pytest.approx(total, rel=1e-13)
 
 
+@pytest.mark.slow
 def test_neurodyn_model_defaults_simulate_and_vclamp():
     chip = NeuroDynModel()
     assert chip.V_ref == 0.9 and chip.I_voltage == 150e-9 and chip.I_master == 200e-9

@@ -127,6 +127,7 @@ def test_fit_plots_are_figures():
         nd.plot.close(fig)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(guide_path() is None, reason="the guide (shared/seeds) is not beside this checkout")
 def test_every_guide_cell_runs():
     """All the guide's cells, with only their imports changed."""

@@ -42,6 +42,7 @@ def test_fi_curve_locates_each_onset_on_the_refined_grid(monkeypatch):
         fit.fi_curve(None, None, step=float("nan"))
 
 
+@pytest.mark.slow
 def test_fi_curve_finds_the_guide_models_onset():
     # from rest the guide's HH fires repetitively from 7.4-7.5 uA/cm^2 (auto_currents: 7.5 on its
     # 0.25 grid, a first ISI of 44 ms at 7.4); the NNLS-rounded chip's rates are the chip's

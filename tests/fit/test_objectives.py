@@ -63,6 +63,7 @@ def _synthetic_data():
     return data, chip
 
 
+@pytest.mark.slow
 def test_trace_loss_gradients_match_finite_differences():
     data, v = _synthetic_data()
     ok = jnp.ones(3, bool)

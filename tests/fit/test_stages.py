@@ -179,6 +179,7 @@ def test_short_fit_lowers_its_objective_and_returns_words_in_range(tiny):
     assert len(out.nnls_words) == 3
 
 
+@pytest.mark.slow
 def test_compat_fit_end_to_end_maps_the_guides_objects_onto_the_fit():
     from ndjax.compat import FitND, HHModel
 

@@ -43,6 +43,7 @@ def test_nd_rates_have_the_gradient_of_their_values(v):
                 modes=("fwd", "rev"), atol=1e-6, rtol=1e-6, eps=1e-7)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_vector_fields_have_the_gradient_of_their_values_in_state_and_parameters():
     hh = nd.hh_params()
     y_hh = jnp.array([12.0, 0.3, 0.5, 0.4])

@@ -55,6 +55,7 @@ def test_offset_compensation_picks_smallest_working_offset(ref):
             np.testing.assert_array_equal(off.responses.count[i], grid.count[i, int(np.argmax(ok[i]))])
 
 
+@pytest.mark.slow
 def test_rebalance_compensation_picks_smallest_working_change(ref):
     mm = S.chip_mismatch(STUDY, np.arange(4))
     rb = S.compensate_rebalance(STUDY, mm, ref, [0.9, 1.1])
@@ -137,6 +138,7 @@ def test_retune_loss_gradient_is_the_solves_and_straight_through(ref):
     assert_grad_matches_fd(unrounded, theta, g[0], eps=1e-5, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_retune_words_behave_as_reported(ref):
     """Every stage runs (inverse words, 2 generations, 1 Adam step); a chip reported as behaving
     behaves with the returned words (chunking: test_run.test_chunking_does_not_change_results)."""

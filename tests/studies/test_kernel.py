@@ -58,6 +58,7 @@ def test_optional_mismatch_sources_add_to_the_same_chips():
     assert not np.allclose(r0.rate, r1.rate)
 
 
+@pytest.mark.slow
 def test_kernel_matches_direct_solves(ref):
     """Counts and rates of the study kernel equal a plain simulate + spike_times per chip."""
     idx = np.arange(4)
@@ -81,6 +82,7 @@ def test_kernel_matches_direct_solves(ref):
     assert ref.count[0] == 2
 
 
+@pytest.mark.slow
 def test_segmented_runs_agree_with_one_solve():
     """Segments (regrouped by cost between them) restart the step control from the saved state:
     same spike counts, rates within the tolerance's reach, and the same failure reporting."""
@@ -105,6 +107,7 @@ def test_failed_solve_is_reported_not_counted():
     assert not S.behaves(r.count, r.rate, [3, 3], [1.0, 1.0], 1, 0.05).any()
 
 
+@pytest.mark.slow
 def test_kernel_compiles_once_per_block_shape(monkeypatch):
     """Two blocks of the same shape, with other chips, currents, spike levels and tolerances, trace
     the per-job function once: the shared values are traced leaves of one ``Fixed`` pytree, not

@@ -29,6 +29,7 @@ class Interrupted(Exception):
     """Stands for a crash or Ctrl-C (pytest handles a real KeyboardInterrupt itself)."""
 
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_to_the_same_result(tmp_path, full_run, monkeypatch):
     calls = []
     real = _run.study_chunk
@@ -63,6 +64,7 @@ def test_resume_refuses_another_study_folder(tmp_path):
         _study_arrays(tmp_path, n=6, chunk=3)
 
 
+@pytest.mark.slow
 def test_chunking_does_not_change_results(tmp_path, full_run):
     assert_same_results(_study_arrays(tmp_path, chunk=4), full_run)
 
@@ -108,6 +110,7 @@ SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_one_device(tmp_path, full_run):
     out = tmp_path / "sharded.npz"
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
