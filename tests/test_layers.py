@@ -16,7 +16,7 @@ ROOT = Path(ndjax.__file__).parent
 
 #: Layer of each module or folder, lowest first (a folder's modules share its layer).
 LAYERS = [
-    ("_version", "_math", "_checks", "_progress", "_settings", "_memory"),
+    ("_version", "_math", "_checks", "_progress", "_settings", "_memory", "_atomic"),
     ("_stimulus",),
     ("models",),
     ("_simulate", "_analysis", "_words_io"),

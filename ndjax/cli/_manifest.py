@@ -29,12 +29,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .._atomic import write_atomically
 from ._schema import ConfigError
 
 __all__ = [
@@ -212,18 +212,8 @@ class Manifest:
         Raises:
             OSError: it cannot be written (``filename`` is the manifest; no temporary file is left).
         """
-        path = folder / MANIFEST
-        tmp = folder / (MANIFEST + ".tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as err:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
-        return path
+        text = json.dumps(self.to_json(), indent=2) + "\n"
+        return write_atomically(folder / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _relative_entry(entry: Any) -> bool:

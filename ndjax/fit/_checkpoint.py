@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._atomic import write_atomically
 from ..models._neurodyn import NDWords
 from ._calibrate import CalibrationResult
 
@@ -88,9 +88,7 @@ class Checkpoint:
 
     def _write(self, path: Path, write: Callable[[Path], None]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp" + path.suffix)
-        write(tmp)
-        os.replace(tmp, path)  # a file is there whole or not at all
+        write_atomically(path, write, ".tmp" + path.suffix)  # a file is there whole or not at all
         if self.on_save is not None:
             self.on_save(path)
 

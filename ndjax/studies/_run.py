@@ -11,7 +11,6 @@ the file, and leaves no partial file.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import jax
 import numpy as np
 
 from .._analysis import behaves, within_rate
+from .._atomic import write_atomically
 from .._settings import check_settings
 from ..fit._wordspace import flatten_words
 from ..models._neurodyn import NDWords
@@ -71,19 +71,9 @@ class SavedWorkError(ValueError):
 
 
 def _atomic_savez(path: Path, arrays: dict) -> None:
-    """Save ``arrays`` to ``path`` through a temporary file and ``os.replace``: ``path`` is whole
-    or absent. A failure (a full disk) removes the temporary file and raises an :class:`OSError`
-    whose ``filename`` is ``path``."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+    """Save ``arrays`` to ``path`` whole or not at all (:func:`ndjax._atomic.write_atomically`:
+    a failure raises an :class:`OSError` whose ``filename`` is ``path``)."""
+    write_atomically(path, lambda tmp: np.savez(tmp, **arrays), ".tmp.npz")
 
 
 def _load_saved(path: Path, names: set[str], what: str) -> dict[str, np.ndarray]:
