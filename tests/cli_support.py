@@ -28,6 +28,11 @@ label = "ND short"
 t1 = 2e-3
 """
 
+#: A mismatch config's tables that turn every compensation off (the uncompensated chips only).
+NO_COMPENSATION = "".join(
+    f"[compensation.{m}]\nenabled = false\n" for m in ("offset", "rebalance", "retune", "robust")
+)
+
 
 def run_main(argv):
     """main(argv) -> (exit status, stdout, stderr)."""

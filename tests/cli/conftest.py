@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from cli_support import SHORT, run_main  # noqa: F401  (tests/ is on sys.path)
+from cli_support import NO_COMPENSATION, SHORT, run_main  # noqa: F401  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,8 @@ def short_run(tmp_path_factory):
 #: given spike levels (no nominal solve to find them), no compensation, no traces. 401 samples and
 #: the default solver settings, as test_kind_mismatch.py's runs: the study kernel they compile is
 #: this one (the files share an xdist group, so it compiles once).
-TINY_MISMATCH = """
+TINY_MISMATCH = (
+    """
 kind = "mismatch"
 [chip]
 words = "words.json"
@@ -42,18 +43,13 @@ hysteresis = 0.05
 [study]
 n_chips = 2
 chunk = 1
-[compensation.offset]
-enabled = false
-[compensation.rebalance]
-enabled = false
-[compensation.retune]
-enabled = false
-[compensation.robust]
-enabled = false
-[report]
+"""
+    + NO_COMPENSATION
+    + """[report]
 example_chips = 0
 dpi = 30
 """
+)
 
 
 def write_tiny_mismatch(folder):

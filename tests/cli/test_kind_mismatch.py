@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_support import run_main
+from cli_support import NO_COMPENSATION, run_main
 from helpers import assert_same_results
 
 import ndjax
@@ -161,9 +161,8 @@ def test_runner_reports_failed_chips_with_the_reason(tmp_path):
     config.write_text(
         'kind = "mismatch"\n[currents]\nvalues = [0.5]\nspan_ms = 5.0\nn_save = 101\n'
         "[spikes]\nthreshold = 0.82\nhysteresis = 0.05\n[study]\nn_chips = 3\nchunk = 3\n"
-        "[compensation.offset]\nenabled = false\n[compensation.rebalance]\nenabled = false\n"
-        "[compensation.retune]\nenabled = false\n[compensation.robust]\nenabled = false\n"
-        "[solver]\nmax_steps = 215\n[report]\nexample_chips = 0\n"
+        + NO_COMPENSATION
+        + "[solver]\nmax_steps = 215\n[report]\nexample_chips = 0\n"
     )
     status, stdout, stderr = run_main(["run", config, "--out", tmp_path / "out"])
     assert status == 0, stderr
@@ -192,9 +191,8 @@ def test_runner_with_a_fitted_words_file_uses_the_hh_target(tmp_path):
     config.write_text(
         'kind = "mismatch"\n[chip]\nwords = "words.json"\n[currents]\nvalues = [0.0, 10.0]\n'
         "span_ms = 30.0\nn_save = 401\n[study]\nn_chips = 2\nchunk = 2\n"
-        "[compensation.offset]\nenabled = false\n[compensation.rebalance]\nenabled = false\n"
-        "[compensation.retune]\nenabled = false\n[compensation.robust]\nenabled = false\n"
-        "[report]\nexample_chips = 0\n"
+        + NO_COMPENSATION
+        + "[report]\nexample_chips = 0\n"
     )
     status, stdout, stderr = run_main(["run", config, "--out", tmp_path / "out"])
     assert status == 0, stderr
